@@ -1,0 +1,1 @@
+"""Watt's built-in capabilities: one module per kind of application."""

@@ -1,0 +1,173 @@
+"""A plain ASGI app for the integration tests: one route per behaviour under test."""
+
+import asyncio
+import hashlib
+import json
+import os
+import sys
+
+NAME = os.environ.get("APP_NAME", "basic")
+_disconnects: asyncio.Queue | None = None
+_socket_events: list[str] = []
+
+
+def _audit(event, args):
+    if event in ("socket.connect", "socket.bind", "socket.__new__"):
+        _socket_events.append(event)
+
+
+sys.addaudithook(_audit)
+
+
+async def _json(send, payload, status=200):
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive):
+    total, digest = 0, hashlib.sha256()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None, None
+        chunk = message.get("body", b"")
+        total += len(chunk)
+        digest.update(chunk)
+        if not message.get("more_body"):
+            return total, digest.hexdigest()
+
+
+def _query(scope):
+    from urllib.parse import parse_qs
+
+    return {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+
+
+async def lifespan(scope, receive, send):
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            scope["state"]["started_by"] = NAME
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            marker = os.environ.get("SHUTDOWN_FILE")
+            if marker:
+                with open(marker, "a") as fh:
+                    fh.write(f"{NAME} shutdown\n")
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def websocket(scope, receive, send):
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept", "subprotocol": (scope["subprotocols"] or [None])[0]})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") == "close":
+            await send({"type": "websocket.close", "code": 4001, "reason": "asked to"})
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": f"{NAME}: {message['text']}"})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
+
+
+async def app(scope, receive, send):
+    global _disconnects
+    if scope["type"] == "lifespan":
+        return await lifespan(scope, receive, send)
+    if scope["type"] == "websocket":
+        return await websocket(scope, receive, send)
+    path = scope["path"]
+    q = _query(scope)
+    if path == "/whoami":
+        import _interpreters
+
+        return await _json(send, {
+            "app": NAME, "pid": os.getpid(), "interpreter": _interpreters.get_current()[0],
+            "foo": os.environ.get("FOO"), "sys_path0": sys.path[0],
+            "state": scope.get("state", {}).get("started_by"),
+            "http_version": scope["http_version"], "method": scope["method"],
+            "query": scope["query_string"].decode(),
+            "host": dict(scope["headers"]).get(b"host", b"").decode(),
+        })
+    if path == "/upload":
+        total, digest = await _read_body(receive)
+        return await _json(send, {"bytes": total, "sha256": digest})
+    if path == "/download":
+        size = int(q.get("size", "0"))
+        chunk = b"x" * 65536
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream"),
+                                (b"content-length", str(size).encode())]})
+        sent = 0
+        while sent < size:
+            piece = chunk[: min(len(chunk), size - sent)]
+            sent += len(piece)
+            await send({"type": "http.response.body", "body": piece, "more_body": sent < size})
+        return
+    if path == "/wait-disconnect":
+        if _disconnects is None:
+            _disconnects = asyncio.Queue()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"waiting\n", "more_body": True})
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        await _disconnects.put("disconnect")
+        return
+    if path == "/disconnect-seen":
+        if _disconnects is None:
+            _disconnects = asyncio.Queue()
+        try:
+            seen = await asyncio.wait_for(_disconnects.get(), 20)
+        except TimeoutError:
+            seen = "timeout"
+        return await _json(send, {"seen": seen})
+    if path == "/boom":
+        raise RuntimeError("boom: secret-token-123")
+    if path == "/crash":
+        os._exit(3)
+    if path == "/mesh":
+        import httpx
+
+        before = len(_socket_events)
+        target = q["target"]
+        async with httpx.AsyncClient() as client:
+            try:
+                reply = await client.request(q.get("method", "GET"),
+                                             f"http://{target}{q.get('path', '/whoami')}",
+                                             content=q.get("body", "").encode() or None)
+            except httpx.HTTPError as exc:
+                return await _json(send, {"error": str(exc)}, status=502)
+        return await _json(send, {"status": reply.status_code, "body": reply.text,
+                                  "sockets": len(_socket_events) - before})
+    if path == "/mesh-sync":
+        import httpx
+
+        def call():
+            with httpx.Client() as client:
+                return client.get(f"http://{q['target']}/whoami")
+
+        reply = await asyncio.to_thread(call)
+        return await _json(send, {"status": reply.status_code, "body": reply.json()})
+    if path == "/mesh-big":
+        import httpx
+
+        size = int(q["size"])
+        async with httpx.AsyncClient() as client:
+            down = 0
+            async with client.stream("GET", f"http://{q['target']}/download?size={size}") as r:
+                async for chunk in r.aiter_bytes():
+                    down += len(chunk)
+
+            async def gen():
+                for _ in range(size // 65536):
+                    yield b"y" * 65536
+
+            up = (await client.post(f"http://{q['target']}/upload", content=gen())).json()
+        return await _json(send, {"down": down, "up": up["bytes"]})
+    await _json(send, {"error": "not found", "path": path}, status=404)

@@ -1,0 +1,65 @@
+"""Shared helpers: test applications live in tests/apps/, one folder each."""
+
+from __future__ import annotations
+
+import queue
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = Path(__file__).resolve().parent / "apps"
+
+
+def app_config(app_id: str, folder: str = "basic", **extra) -> dict:
+    env = {"APP_NAME": app_id}
+    env.update(extra.pop("env", {}))
+    return {"id": app_id, "path": str(APPS / folder), "app": "main:app", "env": env, **extra}
+
+
+class WattProcess:
+    """``watt start`` in a child process; waits for the URL it prints."""
+
+    def __init__(self, *args: str, cwd: Path = ROOT) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "watt.cli", "start", *args], cwd=cwd,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._lines: queue.Queue = queue.Queue()
+        for stream, sink in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr)):
+            threading.Thread(target=self._pump, args=(stream, sink), daemon=True).start()
+
+    def _pump(self, stream, sink) -> None:
+        for line in stream:
+            sink.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_url(self, timeout: float = 60) -> str:
+        """Block until the process prints its URL (or exits, which fails the test)."""
+        ended = 0
+        while ended < 2:
+            line = self._lines.get(timeout=timeout)
+            if line is None:
+                ended += 1
+                continue
+            match = re.search(r"running at (http://\S+)", line)
+            if match:
+                return match.group(1)
+        pytest.fail(f"watt exited before serving: {''.join(self.stderr)}")
+
+    def wait(self, timeout: float = 60) -> int:
+        return self.proc.wait(timeout)
+
+    def output(self) -> str:
+        return "".join(self.stdout) + "".join(self.stderr)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

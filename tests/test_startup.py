@@ -1,0 +1,111 @@
+"""Start-up and shutdown: fallback to processes, failures that say what happened, lifespan."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+import pytest
+from loguru import logger
+
+from support import APPS, app_config
+from watt import ApplicationStartError, ConfigError
+
+
+def test_fastapi_under_auto_falls_back_to_a_process(watt_runtime):
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="INFO")
+    try:
+        rt = watt_runtime({"applications": [app_config("api", "fastapi_app")]})
+    finally:
+        logger.remove(sink)
+    info = httpx.get(rt.url + "/whoami", timeout=30).json()
+    assert info["app"] == "fastapi"
+    assert info["pid"] != os.getpid()
+    fallback = [line for line in lines if "cannot load in a subinterpreter" in line]
+    assert len(fallback) == 1 and "'api'" in fallback[0] and "pydantic_core" in fallback[0]
+
+
+def test_subinterpreter_isolation_is_not_silently_changed(watt_runtime):
+    config = {"applications": [app_config("api", "fastapi_app", isolation="subinterpreter")]}
+    with pytest.raises(ApplicationStartError) as info:
+        watt_runtime(config)
+    assert info.value.app_id == "api"
+    assert "does not support loading in subinterpreters" in str(info.value)
+
+
+def test_import_error_shows_the_application_traceback(watt_runtime, tmp_path):
+    config_file = tmp_path / "watt.json"
+    config_file.write_text(
+        '{\n  "applications": [\n    {\n      "id": "broken",\n'
+        f'      "path": "{APPS / "broken_import"}",\n      "app": "main:app"\n    }}\n  ]\n}}\n')
+    with pytest.raises(ApplicationStartError) as info:
+        watt_runtime(str(config_file))
+    err = info.value
+    assert err.code == "WATT_APP_IMPORT_FAILED"
+    assert err.app_id == "broken"
+    assert (err.file, err.line) == (str(config_file), 4)
+    assert "this_module_does_not_exist" in str(err)
+    assert f'{APPS / "broken_import" / "main.py"}", line 5' in err.detail
+    assert "watt/worker" not in err.detail and "importlib" not in err.detail
+
+
+def test_missing_module_names_what_was_looked_for(watt_runtime):
+    with pytest.raises(ApplicationStartError) as info:
+        watt_runtime({"applications": [app_config("x", app="nomodule:app")]})
+    assert info.value.code == "WATT_APP_IMPORT_FAILED"
+    assert "module 'nomodule' not found" in str(info.value)
+
+
+def test_lifespan_failure_stops_the_start(watt_runtime):
+    with pytest.raises(ApplicationStartError) as info:
+        watt_runtime({"applications": [app_config("db", "broken_lifespan")]})
+    assert info.value.code == "WATT_APP_LIFESPAN_FAILED"
+    assert "database unreachable" in str(info.value)
+
+
+def test_failure_of_one_application_stops_the_others(watt_runtime):
+    config = {"entrypoint": "ok", "applications": [
+        app_config("ok"), app_config("db", "broken_lifespan")]}
+    with pytest.raises(ApplicationStartError):
+        watt_runtime(config)
+    # Nothing is left listening or running: a new runtime starts cleanly.
+    rt = watt_runtime({"applications": [app_config("ok")]})
+    assert httpx.get(rt.url + "/whoami", timeout=30).status_code == 200
+
+
+def test_lifespan_shutdown_runs_in_every_worker(watt_runtime, tmp_path):
+    marker = tmp_path / "shutdown.txt"
+    env = {"SHUTDOWN_FILE": str(marker)}
+    rt = watt_runtime({"entrypoint": "a", "applications": [
+        app_config("a", env=env), app_config("b", workers=2, env=env),
+        app_config("c", isolation="process", env=env)]})
+    assert httpx.get(rt.url + "/whoami", timeout=30).status_code == 200
+    rt.stop()
+    assert sorted(marker.read_text().split("\n")[:-1]) == [
+        "a shutdown", "b shutdown", "b shutdown", "c shutdown"]
+
+
+def test_config_typo_is_reported_with_its_key(watt_runtime):
+    config = {"applications": [dict(app_config("a"), workrs=2)]}
+    with pytest.raises(ConfigError) as info:
+        watt_runtime(config)
+    assert info.value.code == "WATT_CONFIG_UNKNOWN_KEY"
+    assert "workrs" in str(info.value)
+
+
+def test_worker_death_fails_its_request_with_502_not_a_hang(watt_runtime):
+    rt = watt_runtime({"applications": [app_config("p", isolation="process")]})
+    response = httpx.get(rt.url + "/crash", timeout=30)
+    assert response.status_code == 502
+    assert response.json()["code"] == "WATT_WORKER_DIED"
+    # No worker is left: the entrypoint says so at once.
+    again = httpx.get(rt.url + "/whoami", timeout=30)
+    assert again.status_code == 503 and again.json()["code"] == "WATT_NO_WORKER"
+
+
+def test_unknown_kind_lists_the_installed_ones(watt_runtime):
+    with pytest.raises(ConfigError) as info:
+        watt_runtime({"applications": [app_config("a", kind="rails")]})
+    assert info.value.code == "WATT_CAPABILITY_UNKNOWN"
+    assert "asgi" in str(info.value) and "starlette" in str(info.value)

@@ -1,0 +1,137 @@
+"""What a capability is: how Watt finds, loads and isolates one kind of application.
+
+A capability module (``capabilities/<name>.py``, or a third party's package)
+exposes a :class:`Capability` under the entry point group
+``watt.capabilities``.  The main side uses ``detect`` and ``isolation``; the
+worker imports ``loader`` (``"module:function"``) and calls it with the
+application's options to get its ASGI callable.
+
+This module runs on both sides, so it uses the standard library only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["Capability", "CapabilityError", "import_app", "find_app_file"]
+
+
+class CapabilityError(Exception):
+    """A capability cannot load the application; ``code`` is a stable WATT_ code."""
+
+    def __init__(self, message: str, code: str = "WATT_APP_IMPORT_FAILED") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One kind of application.
+
+    - ``name``: the ``kind`` users write in ``watt.json``.
+    - ``loader``: ``"module:function"`` run inside the worker,
+      ``function(options: dict) -> ASGI callable``.
+    - ``detect(path) -> dict | None``: options (such as ``{"app": "main:app"}``)
+      when the folder looks like this kind of application, else None.
+    - ``isolation``: ``"auto"`` (try a subinterpreter, fall back to a process),
+      ``"subinterpreter"`` or ``"process"`` (the framework cannot load in a
+      subinterpreter).
+    - ``priority``: higher is tried first when detecting (specific before generic).
+    """
+
+    name: str
+    loader: str
+    detect: Callable[[str], dict | None] = field(default=lambda path: None)
+    isolation: str = "auto"
+    priority: int = 0
+    description: str = ""
+
+
+_CANDIDATES = (("main.py", "app"), ("app.py", "app"), ("asgi.py", "application"),
+               ("asgi.py", "app"), ("server.py", "app"))
+
+
+def find_app_file(path: str, must_contain: str | None = None) -> dict | None:
+    """Find ``<file>:<attr>`` by convention (main.py:app, app.py:app, asgi.py:application).
+
+    Only reads the files (an assignment or ``def`` of the attribute), never
+    imports them: detection runs in the main interpreter, the app's imports
+    belong in its own worker.
+    """
+    for filename, attr in _CANDIDATES:
+        full = os.path.join(path, filename)
+        if not os.path.isfile(full):
+            continue
+        with open(full, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+        if must_contain is not None and must_contain not in text:
+            continue
+        if f"\n{attr} =" in "\n" + text or f"\n{attr}:" in "\n" + text \
+                or f"def {attr}(" in text or f"async def {attr}(" in text:
+            return {"app": f"{filename[:-3]}:{attr}"}
+    return None
+
+
+def import_app(spec: str) -> Callable:
+    """Import ``"module:attr"`` or call ``"module:factory()"``.
+
+    Like uvicorn's importer, an ImportError raised *inside* the user's module
+    is re-raised as is (its own traceback), while a missing module or
+    attribute becomes a :class:`CapabilityError` that says what was looked for.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise CapabilityError(f"app {spec!r} must look like 'module:attr' or 'module:factory()'")
+    factory = attr.endswith("()")
+    if factory:
+        attr = attr[:-2]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name and not module_name.startswith(f"{exc.name}."):
+            raise
+        raise CapabilityError(
+            f"module {module_name!r} not found (looked in {sys.path[0]!r})"
+        ) from None
+    obj = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise CapabilityError(
+                f"attribute {attr!r} not found in module {module_name!r}"
+            ) from None
+    if factory:
+        obj = obj()
+    if not callable(obj):
+        raise CapabilityError(f"{spec!r} is not callable, so not an ASGI application",
+                              code="WATT_APP_NOT_ASGI")
+    return obj
+
+
+_BUILTIN = ("asgi", "starlette")
+
+
+def discover() -> dict[str, Capability]:
+    """Installed capabilities by name, from the ``watt.capabilities`` entry points.
+
+    The built-in ones are always there, even when Watt runs from a source
+    tree without its distribution metadata.
+    """
+    from importlib.metadata import entry_points
+
+    found: dict[str, Capability] = {}
+    for name in _BUILTIN:
+        module = importlib.import_module(f"capabilities.{name}")
+        found[name] = module.capability
+    for ep in entry_points(group="watt.capabilities"):
+        if ep.name in found:
+            continue
+        cap = ep.load()
+        if isinstance(cap, Capability):
+            found[ep.name] = cap
+    return found

@@ -1,0 +1,112 @@
+"""Transport between the main interpreter and a subinterpreter worker.
+
+Each direction is a cross-interpreter queue (``_interpqueues``) paired with
+an ``os.pipe()``: the queue carries frames without pickling, the pipe wakes
+the receiving event loop (``loop.add_reader``) because a queue has no
+blocking ``get`` a loop can await.  A sender writes one wake-up byte only
+when its ``put`` made the queue non-empty, and the receiver drains the
+queue fully per wake-up, so a burst of frames costs one syscall.
+
+Sends happen on the owning event loop's thread only (the worker's sync mesh
+calls hop onto its loop first): one sender per direction keeps the
+"write when the queue was empty" rule race-free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+
+import _interpqueues
+
+# fmt 0: items are shareable objects (bytes, str, int, None, tuples), no pickle.
+_FMT_SHARED = 0
+# What happens to a frame still queued when its sender's interpreter is
+# destroyed: drop it (1 = UNBOUND_REMOVE); the receiver is going away too.
+_UNBOUND_REMOVE = 1
+
+
+def create_queue() -> int:
+    """Create one unbounded queue; flow control bounds what it holds."""
+    return _interpqueues.create(0, _FMT_SHARED, _UNBOUND_REMOVE)
+
+
+def destroy_queue(qid: int) -> None:
+    try:
+        _interpqueues.destroy(qid)
+    except Exception:  # already gone: nothing to free
+        pass
+
+
+class QueueTransport:
+    """One end of a queue channel: send on one queue, receive from the other."""
+
+    def __init__(self, send_qid: int, recv_qid: int, wake_send_fd: int, wake_recv_fd: int) -> None:
+        self.send_qid = send_qid
+        self.recv_qid = recv_qid
+        self._wake_send_fd = wake_send_fd
+        self._wake_recv_fd = wake_recv_fd
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_frames: Callable[[list], None] | None = None
+        self._closed = False
+        os.set_blocking(wake_send_fd, False)
+        os.set_blocking(wake_recv_fd, False)
+
+    def start(self, on_frames: Callable[[list], None], on_eof: Callable[[], None] | None = None) -> None:
+        """Begin delivering received frames to ``on_frames`` on the running loop."""
+        self._loop = asyncio.get_running_loop()
+        self._on_frames = on_frames
+        self._on_eof = on_eof
+        self._loop.add_reader(self._wake_recv_fd, self._drain)
+        # Frames may have been queued before we watched the pipe.
+        self._drain()
+
+    def send(self, frame: tuple) -> None:
+        if self._closed:
+            return
+        _interpqueues.put(self.send_qid, frame, _FMT_SHARED, _UNBOUND_REMOVE)
+        if _interpqueues.get_count(self.send_qid) == 1:
+            try:
+                os.write(self._wake_send_fd, b"\0")
+            except BlockingIOError:  # pipe full: the receiver is awake anyway
+                pass
+            except OSError:  # receiver gone
+                self._closed = True
+
+    def _drain(self) -> None:
+        try:
+            data = os.read(self._wake_recv_fd, 65536)
+        except BlockingIOError:
+            data = b"?"
+        except OSError:
+            data = b""
+        if not data:  # write end closed: the peer is gone
+            self._stop_reading()
+            if self._on_eof is not None:
+                self._on_eof()
+            return
+        qid = self.recv_qid
+        get = _interpqueues.get
+        get_count = _interpqueues.get_count
+        while True:
+            try:
+                n = get_count(qid)
+            except Exception:  # queue destroyed under us
+                return
+            if not n:
+                return
+            frames = [get(qid)[0] for _ in range(n)]
+            self._on_frames(frames)
+
+    def _stop_reading(self) -> None:
+        if self._loop is not None:
+            try:
+                self._loop.remove_reader(self._wake_recv_fd)
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        """Stop reading; the fds and queues belong to whoever created them."""
+        self._closed = True
+        self._stop_reading()

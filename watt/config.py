@@ -1,0 +1,449 @@
+"""The configuration: msgspec Structs, loading, placeholders, autoload, schema.
+
+Loading is pure apart from reading the config file and the ``.env`` beside
+it (and listing the ``autoload`` folder), so every rule is tested without
+starting anything. Every problem is a :class:`ConfigError` whose ``key`` is
+the dotted key path (``applications[1].workers``) and whose ``line`` points
+into the file, because a config error the user cannot locate is a lost hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import difflib
+import json
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from dotenv import dotenv_values
+
+from watt.errors import ConfigError
+
+SCHEMA_ID = "urn:watt:config"
+CONFIG_FILES = ("watt.json", "watt.toml")
+ID_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+APP_PATTERN = rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*(\(\))?$"
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\{(PLT_[A-Za-z0-9_]+)\}")
+
+
+def _doc(description: str, **constraints: Any) -> msgspec.Meta:
+    return msgspec.Meta(description=description, **constraints)
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, rename="camel", frozen=True):
+    """Base of the schema Structs: unknown keys are errors, keys are camelCase."""
+
+
+class ServerConfig(_Section):
+    """The public HTTP server that serves the entrypoint application."""
+
+    hostname: Annotated[str, _doc("Address to bind.")] = "127.0.0.1"
+    port: Annotated[int, _doc("TCP port; 0 picks any free port.", ge=0, le=65535)] = 3042
+    engine: Annotated[
+        Literal["auto", "granian", "hypercorn"],
+        _doc("HTTP engine of the entrypoint server; `auto` lets Watt choose."),
+    ] = "auto"
+
+
+class ApplicationConfig(_Section):
+    """One application, run by its own workers."""
+
+    id: Annotated[str, _doc("Unique lowercase hostname label: the application is reached at "
+                            "http://<id>.plt.local.", pattern=ID_PATTERN)]
+    path: Annotated[str, _doc("The application's folder, relative to the config file.")]
+    app: Annotated[
+        Annotated[str, msgspec.Meta(pattern=APP_PATTERN)] | None,
+        _doc("The callable as 'module:attr' or 'module:factory()'; found by the capability "
+             "when absent."),
+    ] = None
+    kind: Annotated[str | None, _doc("Capability name (asgi, django, ...); else detected.")] = None
+    workers: Annotated[int, _doc("Number of workers.", ge=1)] = 1
+    isolation: Annotated[
+        Literal["auto", "subinterpreter", "process"],
+        _doc("Where workers run; `auto` picks a process when the application cannot load in a "
+             "subinterpreter."),
+    ] = "auto"
+    env: Annotated[dict[str, str], _doc("Environment variables for the workers.")] = {}
+
+
+class AutoloadConfig(_Section):
+    """Every sub-folder of `path` becomes an application whose id is the folder name."""
+
+    path: Annotated[str, _doc("Folder of applications, relative to the config file.")]
+    exclude: Annotated[list[str], _doc("Sub-folder names that are not applications.")] = []
+
+
+class Config(_Section):
+    """Watt configuration (watt.json or watt.toml)."""
+
+    schema: Annotated[str | None, _doc("JSON schema of this file, for editors.")] = msgspec.field(
+        default=None, name="$schema"
+    )
+    entrypoint: Annotated[
+        str | None, _doc("Id of the application served by `server`; optional with one.")
+    ] = None
+    server: Annotated[ServerConfig, _doc("The public HTTP server.")] = ServerConfig()
+    applications: Annotated[list[ApplicationConfig], _doc("The applications.")] = []
+    autoload: Annotated[
+        AutoloadConfig | None, _doc("Load every sub-folder of a folder as an application.")
+    ] = None
+
+
+class LoadedConfig(msgspec.Struct):
+    """A validated configuration, resolved for the runtime (not part of the schema)."""
+
+    file: str | None
+    base_dir: str
+    entrypoint: str
+    server: ServerConfig
+    applications: list[ApplicationConfig]
+    config: Config
+
+
+class _Source:
+    """Where the raw config came from: builds errors that carry its file and line."""
+
+    def __init__(self, file: str | None = None, lines: dict[str, int] | None = None) -> None:
+        self.file, self.lines = file, lines or {}
+
+    def error(self, code: str, key: str | None, message: str) -> ConfigError:
+        line, probe = None, key or ""
+        while probe and line is None:  # the key's own line, else its nearest parent's
+            line = self.lines.get(probe)
+            probe = re.sub(r"(^|\.)[^.\[]+$|\[\d+\]$", "", probe)
+        return ConfigError(message, code=code, file=self.file, line=line, key=key)
+
+
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any] | Config,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> LoadedConfig:
+    """Load, substitute placeholders, validate and resolve a configuration.
+
+    ``source`` is a ``watt.json``/``watt.toml`` path, a folder holding one, a
+    dict or a :class:`Config`. ``env`` defaults to ``os.environ``; for a file,
+    a ``.env`` beside it supplies variables the environment does not set.
+    """
+    environ = dict(os.environ if env is None else env)
+    if isinstance(source, (Config, Mapping)):
+        raw = msgspec.to_builtins(source) if isinstance(source, Config) else dict(source)
+        src, base_dir = _Source(), os.getcwd()
+    elif isinstance(source, (str, os.PathLike)):
+        file = _find_file(Path(source))
+        raw, lines = _read(file)
+        src, base_dir = _Source(file, lines), os.path.dirname(file)
+        if os.path.isfile(dotenv_file := os.path.join(base_dir, ".env")):
+            values = dotenv_values(dotenv_file)
+            environ = {**{k: v for k, v in values.items() if v is not None}, **environ}
+    else:
+        raise TypeError(f"load_config() takes a path, a dict or a Config, not {type(source)!r}")
+    config = _decode(_substitute(raw, "", environ, src), src)
+    return _resolve(config, base_dir, src)
+
+
+def _find_file(path: Path) -> str:
+    found = [path / n for n in CONFIG_FILES if (path / n).is_file()] if path.is_dir() else [path]
+    if not found or not found[0].is_file():
+        what = f"no {' or '.join(CONFIG_FILES)} in folder" if path.is_dir() else "no such file"
+        raise ConfigError(f"{what} {path}", code="WATT_CONFIG_NOT_FOUND", file=str(path))
+    return os.path.abspath(found[0])
+
+
+def _read(file: str) -> tuple[Any, dict[str, int]]:
+    data = Path(file).read_bytes()
+    if file.endswith(".toml"):
+        try:
+            text = data.decode("utf-8")
+            return tomllib.loads(text), _toml_lines(text)
+        except UnicodeDecodeError as exc:
+            raise _syntax(file, data.count(b"\n", 0, exc.start) + 1, "not UTF-8") from None
+        except tomllib.TOMLDecodeError as exc:
+            found = re.search(r"line (\d+)", str(exc))
+            line = getattr(exc, "lineno", None) or (int(found[1]) if found else None)
+            raise _syntax(file, line, f"invalid TOML: {exc}") from None
+    if file.endswith(".json"):
+        try:
+            raw = msgspec.json.decode(data)
+        except msgspec.DecodeError as exc:
+            found = re.search(r"\(byte (\d+)\)", str(exc))
+            offset = int(found[1]) if found else len(data.rstrip())
+            raise _syntax(file, data.count(b"\n", 0, offset) + 1, f"invalid JSON: {exc}") from None
+        return raw, _json_lines(data.decode("utf-8", errors="replace"))
+    raise ConfigError("a configuration file ends in .json or .toml", file=file)
+
+
+def _syntax(file: str, line: int | None, message: str) -> ConfigError:
+    return ConfigError(message, code="WATT_CONFIG_SYNTAX", file=file, line=line)
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _json_lines(text: str) -> dict[str, int]:
+    """Line of every key path in already-validated JSON text."""
+    starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    lines: dict[str, int] = {}
+
+    def ws(i: int) -> int:
+        while i < len(text) and text[i] in " \t\r\n":
+            i += 1
+        return i
+
+    def string_end(i: int) -> int:
+        i += 1
+        while text[i] != '"':
+            i += 2 if text[i] == "\\" else 1
+        return i + 1
+
+    def value(i: int, path: str) -> int:
+        i = ws(i)
+        if text[i] in "{[":
+            close, index = ("}" if text[i] == "{" else "]"), 0
+            i = ws(i + 1)
+            while text[i] != close:  # a member's line is its key's, an item's is its start
+                if close == "}":
+                    end = string_end(i)
+                    key = _join(path, json.loads(text[i:end]))
+                    lines.setdefault(key, bisect.bisect_right(starts, i))
+                    i = value(ws(end) + 1, key)
+                else:
+                    lines.setdefault(key := f"{path}[{index}]", bisect.bisect_right(starts, i))
+                    i, index = value(i, key), index + 1
+                i = ws(i)
+                i = ws(i + 1) if text[i] == "," else i
+            return i + 1
+        if text[i] == '"':
+            return string_end(i)
+        while i < len(text) and text[i] not in ",]} \t\r\n":
+            i += 1
+        return i
+
+    value(0, "")
+    return lines
+
+
+def _toml_lines(text: str) -> dict[str, int]:
+    """Line of every key path in TOML text: a heuristic over headers and ``key =``."""
+    lines: dict[str, int] = {}
+    tables: dict[str, int] = {}  # array-of-tables path -> count so far
+    prefix, in_string = "", False
+
+    def segments(dotted: str) -> list[str]:
+        return [s.strip().strip("\"'") for s in dotted.split(".")]
+
+    for number, line in enumerate(text.splitlines(), 1):
+        was_in_string = in_string
+        if (line.count('"""') + line.count("'''")) % 2:
+            in_string = not in_string
+        if was_in_string:
+            continue
+        header = re.match(r"\s*(\[\[?)([^\]]+)\]", line)
+        if header:
+            prefix, names = "", segments(header[2])
+            for i, name in enumerate(names):
+                prefix = _join(prefix, name)
+                if header[1] == "[[" and i == len(names) - 1:  # a new array-of-tables entry
+                    tables[prefix] = tables.get(prefix, 0) + 1
+                if prefix in tables:
+                    prefix = f"{prefix}[{tables[prefix] - 1}]"
+            lines.setdefault(prefix, number)
+            continue
+        assignment = re.match(r"\s*([A-Za-z0-9_\-.\"'$ ]+?)\s*=", line)
+        if assignment:
+            key = prefix
+            for seg in segments(assignment[1]):
+                key = _join(key, seg)
+                lines.setdefault(key, number)
+    return lines
+
+
+def _substitute(value: Any, path: str, environ: Mapping[str, str], src: _Source) -> Any:
+    """Replace ``${X}``/``{PLT_X}`` in every string, before types are checked."""
+    if isinstance(value, dict):
+        return {k: _substitute(v, _join(path, k), environ, src) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, f"{path}[{i}]", environ, src) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        if (name := match[1] or match[2]) not in environ:
+            raise src.error("WATT_CONFIG_MISSING_ENV", path, f"`{path}`: environment variable "
+                            f"{name} is not set (placeholder {match[0]}); set it or add it to "
+                            "a .env file beside the config file")
+        return environ[name]
+
+    return _PLACEHOLDER.sub(replace, value)
+
+
+def _decode(raw: Any, src: _Source) -> Config:
+    try:
+        return msgspec.convert(raw, Config, strict=False)  # "3042" from a placeholder -> 3042
+    except msgspec.ValidationError as exc:
+        raise _validation_error(str(exc), raw, src) from None
+
+
+_HINTS = {
+    "id": "an id is a lowercase hostname label (a-z, 0-9, '-' inside), since the "
+    "application is reached at http://<id>.plt.local",
+    "app": "write 'module:attr' or 'module:factory()'",
+}
+
+
+def _validation_error(text: str, raw: Any, src: _Source) -> ConfigError:
+    """Turn msgspec's message into a code and a key path (``$.a[0].b`` -> ``a[0].b``)."""
+    what, _, where = text.partition(" - at `")
+    path = where.rstrip("`").removeprefix("$").removeprefix(".")
+    if False:  # a value in a dict of strings: name its key
+        path = path.removesuffix("[...]")
+        mapping = _value_at(raw, path)
+        items = mapping.items() if isinstance(mapping, dict) else ()
+        bad = [k for k, v in items if not isinstance(v, str)]
+        path = _join(path, bad[0]) if bad else path
+    if unknown := re.fullmatch(r"Object contains unknown field `(.*)`", what):
+        key, known = _join(path, unknown[1]), _known_keys(path)
+        close = difflib.get_close_matches(unknown[1], known, n=1)
+        return src.error("WATT_CONFIG_UNKNOWN_KEY", key, f"unknown key `{key}`"
+                         + (f"; did you mean `{close[0]}`?" if close else "")
+                         + (f" (valid keys here: {', '.join(known)})" if known else ""))
+    if missing := re.fullmatch(r"Object missing required field `(.*)`", what):
+        key = _join(path, missing[1])
+        return src.error("WATT_CONFIG_MISSING_KEY", key, f"missing required key `{key}`")
+    if not path:
+        return src.error("WATT_CONFIG_INVALID_TYPE", None, f"the configuration must be an "
+                         f"object: {what}")
+    value, hint = _value_at(raw, path), _HINTS.get(re.split(r"[.\]]", path)[-1])
+    return src.error("WATT_CONFIG_INVALID_TYPE", path, f"`{path}`: {what}"
+                     + (f", got {value!r}" if "got" not in what and value is not _ABSENT else "")
+                     + (f"; {hint}" if hint else ""))
+
+
+_ABSENT = object()
+
+
+def _parts(path: str) -> list[str | int]:
+    return [int(i) if i else k for i, k in re.findall(r"\[(\d+)\]|([^.\[]+)", path)]
+
+
+def _value_at(raw: Any, path: str) -> Any:
+    for part in _parts(path):
+        in_list = isinstance(part, int) and isinstance(raw, list) and part < len(raw)
+        if in_list or (isinstance(part, str) and isinstance(raw, dict) and part in raw):
+            raw = raw[part]
+        else:
+            return _ABSENT
+    return raw
+
+
+def _known_keys(path: str) -> list[str]:
+    """The keys the schema allows at ``path``, for "did you mean"."""
+    info = msgspec.inspect
+
+    def unwrap(t: Any) -> Any:
+        while isinstance(t, (info.Metadata, info.UnionType)):
+            is_meta = isinstance(t, info.Metadata)
+            t = t.type if is_meta else next(x for x in t.types if not isinstance(x, info.NoneType))
+        return t
+
+    t: Any = info.type_info(Config)
+    for part in _parts(path):
+        t = unwrap(t)
+        if isinstance(part, int) and isinstance(t, info.ListType):
+            t = t.item_type
+        elif isinstance(part, str) and isinstance(t, info.StructType):
+            t = next((f.type for f in t.fields if f.encode_name == part), None)
+        else:
+            return []
+    t = unwrap(t)
+    return [f.encode_name for f in t.fields] if isinstance(t, info.StructType) else []
+
+
+def _resolve(config: Config, base_dir: str, src: _Source) -> LoadedConfig:
+    """Absolute paths, autoload, unique ids, one entrypoint: what the runtime relies on."""
+    seen: dict[str, int] = {}
+    apps: list[ApplicationConfig] = []
+    for i, app in enumerate(config.applications):
+        if app.id in seen:
+            raise src.error("WATT_CONFIG_DUPLICATE_ID", f"applications[{i}].id",
+                            f"`applications[{i}].id`: id {app.id!r} is already used by "
+                            f"applications[{seen[app.id]}]; ids must be unique")
+        seen[app.id] = i
+        path = _folder(base_dir, app.path, f"applications[{i}].path", src)
+        apps.append(msgspec.structs.replace(app, path=path))
+    if config.autoload is not None:  # an explicit application overrides an autoloaded one
+        apps += [a for a in _autoload(config.autoload, base_dir, src) if a.id not in seen]
+    if not apps:
+        raise src.error("WATT_CONFIG_INVALID", "applications", "at least one application is "
+                        "needed: list one in `applications` or set `autoload.path`")
+    ids, entrypoint = [a.id for a in apps], config.entrypoint
+    if entrypoint is None and len(apps) > 1:
+        raise src.error("WATT_CONFIG_ENTRYPOINT", "entrypoint", "`entrypoint` is required with "
+                        f"several applications ({', '.join(ids)}): set it to the id of the one "
+                        "that serves HTTP")
+    if entrypoint is not None and entrypoint not in ids:
+        close = difflib.get_close_matches(entrypoint, ids, n=1)
+        raise src.error("WATT_CONFIG_ENTRYPOINT", "entrypoint", f"`entrypoint` names "
+                        f"{entrypoint!r}, which is no application"
+                        + (f"; did you mean {close[0]!r}?" if close else "")
+                        + f" (known ids: {', '.join(ids)})")
+    return LoadedConfig(file=src.file, base_dir=base_dir, entrypoint=entrypoint or ids[0],
+                        server=config.server, applications=apps, config=config)
+
+
+def _folder(base_dir: str, path: str, key: str, src: _Source) -> str:
+    full = os.path.normpath(os.path.join(base_dir, path))
+    if not os.path.isdir(full):
+        raise src.error("WATT_CONFIG_PATH_NOT_FOUND", key,
+                        f"`{key}`: folder {path!r} does not exist (looked for {full})")
+    return full
+
+
+def _autoload(autoload: AutoloadConfig, base_dir: str, src: _Source) -> list[ApplicationConfig]:
+    root, names = _folder(base_dir, autoload.path, "autoload.path", src), {}
+    apps: list[ApplicationConfig] = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        name, app_id = entry.name, entry.name.lower()
+        if not entry.is_dir() or name.startswith((".", "_")) or name in autoload.exclude:
+            continue
+        if not re.match(ID_PATTERN, app_id):
+            raise src.error("WATT_CONFIG_INVALID", "autoload.path", f"`autoload.path`: folder "
+                            f"{name!r} does not give a valid application id (lowercase letters, "
+                            "digits, '-' inside); rename it or add it to `autoload.exclude`")
+        if app_id in names:
+            raise src.error("WATT_CONFIG_DUPLICATE_ID", "autoload.path", f"`autoload.path`: "
+                            f"folders {names[app_id]!r} and {name!r} both give the id {app_id!r}")
+        names[app_id] = name
+        apps.append(ApplicationConfig(id=app_id, path=os.path.join(root, name)))
+    return apps
+
+
+def generate_schema() -> dict[str, Any]:
+    """The JSON schema of :class:`Config`, written to ``config.schema.json``."""
+    defs = msgspec.json.schema(Config)["$defs"]
+    root = defs.pop("Config")  # inline the root so editors see its properties directly
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
+            **root, "title": "Watt configuration", "$defs": defs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m watt.config")
+    parser.add_argument("--schema", action="store_true", help="print the JSON schema")
+    if not parser.parse_args(argv).schema:
+        parser.print_help()
+        return 2
+    sys.stdout.write(json.dumps(generate_schema(), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""Every failure Watt reports is a :class:`WattError` with a stable code.
+
+Codes never change meaning once released; messages may improve. Only
+``cli.py`` turns an error into an exit code; library code raises.
+"""
+
+from __future__ import annotations
+
+
+class WattError(Exception):
+    """Base class: ``code`` is stable, the message says what to do."""
+
+    code = "WATT_ERROR"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        app_id: str | None = None,
+        file: str | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        if code is not None:
+            self.code = code
+        self.message = message
+        self.app_id = app_id
+        self.file = file
+        self.line = line
+        self.key = key
+        self.detail = detail
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = []
+        if self.app_id:
+            where.append(f"application {self.app_id!r}")
+        if self.file:
+            where.append(f"{self.file}:{self.line}" if self.line else self.file)
+        text = f"{self.code}: {self.message}"
+        if where:
+            text += f" ({', '.join(where)})"
+        if self.detail:
+            text += "\n" + self.detail.rstrip()
+        return text
+
+
+class ConfigError(WattError):
+    """The configuration cannot be used as written."""
+
+    code = "WATT_CONFIG_INVALID"
+
+
+class ApplicationStartError(WattError):
+    """An application failed to import or to finish its lifespan start-up."""
+
+    code = "WATT_APP_START_FAILED"
+
+
+class WorkerDiedError(WattError):
+    """A worker went away while requests were in flight."""
+
+    code = "WATT_WORKER_DIED"
+
+
+class MeshError(WattError):
+    """A mesh call could not be delivered."""
+
+    code = "WATT_MESH_ERROR"
+
+
+class NoWorkerError(WattError):
+    """The target application has no worker ready to take a request."""
+
+    code = "WATT_NO_WORKER"
+
+
+# The catalogue, for docs/errors.md and for tests that check every code is
+# documented.  Keep sorted.
+CODES: dict[str, str] = {
+    "WATT_APP_IMPORT_FAILED": "The application's module or attribute could not be imported.",
+    "WATT_APP_LIFESPAN_FAILED": "The application's ASGI lifespan start-up reported a failure.",
+    "WATT_APP_NOT_ASGI": "The application object is not an ASGI 3 callable.",
+    "WATT_APP_START_FAILED": "A worker failed to start for another reason.",
+    "WATT_APP_START_TIMEOUT": "A worker did not report ready within the start timeout.",
+    "WATT_APP_UNHANDLED_ERROR": "The application raised before it finished its response.",
+    "WATT_CAPABILITY_UNKNOWN": "`kind` names no installed capability.",
+    "WATT_CAPABILITY_UNDETECTED": "No capability recognises the application folder; set `kind`/`app`.",
+    "WATT_CONFIG_DUPLICATE_ID": "Two applications share one id.",
+    "WATT_CONFIG_ENTRYPOINT": "`entrypoint` names no application, or none can be chosen.",
+    "WATT_CONFIG_INVALID": "The configuration is invalid for another reason.",
+    "WATT_CONFIG_INVALID_TYPE": "A value has the wrong type or is out of range.",
+    "WATT_CONFIG_MISSING_ENV": "A `{PLT_X}`/`${X}` placeholder names an unset variable.",
+    "WATT_CONFIG_MISSING_KEY": "A required key is absent.",
+    "WATT_CONFIG_NOT_FOUND": "The configuration file does not exist.",
+    "WATT_CONFIG_PATH_NOT_FOUND": "An application `path` (or `autoload.path`) does not exist.",
+    "WATT_CONFIG_SYNTAX": "The file is not valid JSON or TOML.",
+    "WATT_CONFIG_UNKNOWN_KEY": "A key is not part of the schema (typo?).",
+    "WATT_ENTRYPOINT_BIND": "The entrypoint could not bind its host and port.",
+    "WATT_MESH_UNKNOWN_APP": "A `<id>.plt.local` URL names no application.",
+    "WATT_NO_WORKER": "The application has no worker ready (starting, stopping or dead).",
+    "WATT_RUNTIME_STATE": "The runtime was used in the wrong state (not started, stopped).",
+    "WATT_SUBINTERPRETERS_UNAVAILABLE": "This Python cannot create own-GIL subinterpreters (need 3.13+).",
+    "WATT_WORKER_DIED": "A worker exited while requests were in flight.",
+}

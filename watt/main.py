@@ -1,0 +1,48 @@
+"""``watt.run``: the blocking way in, with signal handling."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from .observability.logging import configure_logging
+from .runtime import Runtime
+
+
+def run(config, *, hostname: str | None = None, port: int | None = None,
+        log_level: str = "INFO") -> None:
+    """Start the runtime for ``config`` (a path, dict or Config) and serve until
+    SIGINT or SIGTERM, then shut down gracefully (drain, lifespan shutdown).
+
+    Raises :class:`watt.WattError` when the config is invalid or an
+    application cannot start.
+    """
+    configure_logging(log_level)
+    asyncio.run(_serve(config, hostname=hostname, port=port))
+
+
+async def _serve(config, *, hostname: str | None, port: int | None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    runtime = Runtime(config, hostname=hostname, port=port)
+    try:
+        await runtime.start()
+        print(f"Watt is running at {runtime.url}", flush=True)
+        await stop.wait()
+        print("Watt is stopping", file=sys.stderr, flush=True)
+    finally:
+        await runtime.stop()
+        for sig in signals:
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+

@@ -1,0 +1,1 @@
+"""Main-side observability: logging, metrics and tracing, one module each."""

@@ -1,0 +1,319 @@
+"""The runtime manager: starts applications, owns their worker pools, stops them.
+
+One :class:`Runtime` per process.  It loads the config, resolves each
+application's capability, starts its workers (subinterpreters, or processes
+where ``isolation`` asks or ``auto`` has to fall back), connects them to the
+:class:`~watt.router.Router`, and serves the entrypoint application through
+one HTTP engine.  Routing lives in ``router.py``, HTTP in ``entrypoint.py``,
+worker life in ``isolation/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from loguru import logger
+
+from .capability import Capability, discover
+from .config import ApplicationConfig, Config, LoadedConfig, load_config
+from .entrypoint import Forwarder, HypercornEngine, forward
+from .errors import ConfigError, WattError
+from .isolation import WorkerHandle, WorkerStartError, create_worker
+from .isolation.base import READY
+from .router import RoundRobin, Router
+
+
+class AppPool:
+    """The workers of one application, and the choice of isolation for them."""
+
+    def __init__(self, app: ApplicationConfig, capability: Capability, options: dict,
+                 runtime: Runtime) -> None:
+        self.app = app
+        self.capability = capability
+        self.options = options
+        self.runtime = runtime
+        self.isolation = app.isolation if app.isolation != "auto" else capability.isolation
+        self.workers: list[WorkerHandle] = []
+        self._rr = RoundRobin()
+
+    @property
+    def id(self) -> str:
+        return self.app.id
+
+    def pick(self) -> WorkerHandle | None:
+        return self._rr.pick(self.workers, _is_ready)
+
+    def _spec(self, index: int) -> dict:
+        return {
+            "app_id": self.app.id,
+            "worker": index,
+            "path": self.app.path,
+            "sys_path": [entry or os.getcwd() for entry in sys.path],
+            "env": dict(self.app.env),
+            "loader": self.capability.loader,
+            "options": self.options,
+        }
+
+    async def _start_worker(self, index: int, kind: str) -> WorkerHandle:
+        worker = create_worker(kind, app_id=self.app.id, index=index, spec=self._spec(index),
+                               on_exit=self.runtime._worker_exited)
+        await worker.start(timeout=self.runtime.start_timeout)
+        self.runtime.router.attach(worker.channel)
+        return worker
+
+    async def start(self) -> None:
+        kind = "process" if self.isolation == "process" else "subinterpreter"
+        try:
+            first = await self._start_worker(0, kind)
+        except WorkerStartError as exc:
+            if self.isolation != "auto" or not exc.refused_module:
+                raise
+            logger.bind(app=self.id).info(
+                f"application {self.id!r} imports {exc.refused_module}, which cannot load in a "
+                "subinterpreter: running its workers as processes (isolation: auto)")
+            self.isolation = "process"
+            kind = "process"
+            first = await self._start_worker(0, kind)
+        self.workers.append(first)
+        if self.app.workers > 1:
+            rest = await asyncio.gather(
+                *(self._start_worker(i, kind) for i in range(1, self.app.workers)),
+                return_exceptions=True)
+            errors = [r for r in rest if isinstance(r, BaseException)]
+            self.workers.extend(r for r in rest if not isinstance(r, BaseException))
+            if errors:
+                raise errors[0]
+        self.isolation = kind
+
+    async def stop(self, timeout: float) -> None:
+        await asyncio.gather(*(w.stop(timeout) for w in self.workers), return_exceptions=True)
+
+    def info(self) -> dict:
+        return {"id": self.id, "kind": self.capability.name, "isolation": self.isolation,
+                "workers": [w.info() for w in self.workers]}
+
+
+def _is_ready(worker: WorkerHandle) -> bool:
+    return worker.status == READY
+
+
+class InjectResponse:
+    """What :meth:`Runtime.inject` returns."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str) -> str | None:
+        key = name.lower().encode("latin-1")
+        for k, v in self.headers:
+            if k.lower() == key:
+                return v.decode("latin-1")
+        return None
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+    def json(self):
+        import json
+
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"<InjectResponse {self.status} {len(self.body)} bytes>"
+
+
+class Runtime:
+    """Runs the applications of one config.  ``async with Runtime(cfg) as rt: rt.url``."""
+
+    def __init__(self, config: str | os.PathLike | dict | Config, *, hostname: str | None = None,
+                 port: int | None = None, start_timeout: float = 60.0,
+                 graceful_timeout: float = 10.0) -> None:
+        self._source = config
+        self._hostname = hostname
+        self._port = port
+        self.start_timeout = start_timeout
+        self.graceful_timeout = graceful_timeout
+        self.config: LoadedConfig | None = None
+        self.router = Router()
+        self.pools: dict[str, AppPool] = {}
+        self.url: str | None = None
+        self._engine = None
+        self._state = "new"
+
+    # -- life cycle -----------------------------------------------------------------
+    async def start(self) -> str:
+        if self._state != "new":
+            raise WattError(f"runtime already {self._state}", code="WATT_RUNTIME_STATE")
+        self._state = "starting"
+        source = self._source
+        if isinstance(source, os.PathLike):
+            source = str(source)
+        self.config = load_config(source)
+        try:
+            pools = [self._make_pool(app) for app in self.config.applications]
+            entry = self.config.entrypoint
+            services = [pool for pool in pools if pool.id != entry]
+            await self._start_pools(services)
+            await self._start_pools([pool for pool in pools if pool.id == entry])
+            server = self.config.server
+            host = self._hostname or server.hostname
+            port = server.port if self._port is None else self._port
+            self._engine = HypercornEngine(Forwarder(self.router, entry), host, port,
+                                           graceful_timeout=self.graceful_timeout)
+            self.url = await self._engine.start()
+        except BaseException:
+            await self._stop_pools()
+            self._state = "stopped"
+            raise
+        self._state = "running"
+        logger.info(f"entrypoint {entry!r} listening at {self.url}")
+        return self.url
+
+    async def _start_pools(self, pools: list[AppPool]) -> None:
+        for pool in pools:
+            self.pools[pool.id] = pool
+            self.router.add(pool.id, pool)
+        results = await asyncio.gather(*(self._start_pool(pool) for pool in pools),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _start_pool(self, pool: AppPool) -> None:
+        try:
+            await pool.start()
+        except WattError as exc:
+            exc.file = exc.file or (self.config.file if self.config else None)
+            exc.line = exc.line or _line_of_app(exc.file, pool.id)
+            raise
+        logger.bind(app=pool.id).info(
+            f"application {pool.id!r} ready: {len(pool.workers)} {pool.isolation} worker(s)")
+
+    def _make_pool(self, app: ApplicationConfig) -> AppPool:
+        capabilities = discover()
+        where = {"app_id": app.id, "file": self.config.file,
+                 "line": _line_of_app(self.config.file, app.id)}
+        if app.kind:
+            capability = capabilities.get(app.kind)
+            if capability is None:
+                raise ConfigError(f"kind {app.kind!r} names no installed capability (installed: "
+                                  f"{', '.join(sorted(capabilities))})",
+                                  code="WATT_CAPABILITY_UNKNOWN", **where)
+            options = capability.detect(app.path) or {}
+        else:
+            capability, options = None, {}
+            for cap in sorted(capabilities.values(), key=lambda c: -c.priority):
+                found = cap.detect(app.path)
+                if found:
+                    capability, options = cap, found
+                    break
+            if capability is None:
+                if not app.app:
+                    raise ConfigError(
+                        f"cannot tell what kind of application {app.path} is: set `app` "
+                        "(module:attr) or `kind`", code="WATT_CAPABILITY_UNDETECTED", **where)
+                capability = capabilities["asgi"]
+        if app.app:
+            options = dict(options, app=app.app)
+        return AppPool(app, capability, options, self)
+
+    async def stop(self) -> None:
+        """Stop taking connections, drain, then stop applications in reverse start order."""
+        if self._state in ("stopped", "stopping"):
+            return
+        self._state = "stopping"
+        try:
+            if self._engine is not None:
+                await self._engine.stop()
+        finally:
+            await self._stop_pools()
+            self._state = "stopped"
+
+    async def _stop_pools(self) -> None:
+        entry = self.config.entrypoint if self.config else None
+        ordered = sorted(self.pools.values(), key=lambda pool: pool.id != entry)
+        for pool in ordered:  # entrypoint first: it calls the others
+            await pool.stop(self.graceful_timeout)
+
+    def _worker_exited(self, worker: WorkerHandle) -> None:
+        logger.bind(app=worker.app_id).warning(
+            f"worker {worker.name} is gone; {worker.app_id!r} keeps serving with the others")
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    # -- use ------------------------------------------------------------------------------
+    async def inject(self, app_id: str, method: str = "GET", path: str = "/", *,
+                     headers: dict | list | None = None, body: bytes | str = b"") -> InjectResponse:
+        """Send a request to ``app_id`` over its channel, without a socket."""
+        if self._state != "running":
+            raise WattError("the runtime is not running", code="WATT_RUNTIME_STATE")
+        if app_id not in self.pools:
+            raise WattError(f"no application {app_id!r} (known: {', '.join(sorted(self.pools))})",
+                            code="WATT_MESH_UNKNOWN_APP")
+        if isinstance(body, str):
+            body = body.encode()
+        pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+        raw = [(k.lower().encode("latin-1") if isinstance(k, str) else k,
+                v.encode("latin-1") if isinstance(v, str) else v) for k, v in pairs]
+        if not any(k == b"host" for k, _ in raw):
+            raw.insert(0, (b"host", f"{app_id}.plt.local".encode()))
+        if body and not any(k == b"content-length" for k, _ in raw):
+            raw.append((b"content-length", str(len(body)).encode()))
+        path_part, _, query = path.partition("?")
+        scope = {"type": "http", "http_version": "1.1", "method": method.upper(),
+                 "scheme": "http", "path": path_part, "raw_path": path_part.encode(),
+                 "query_string": query.encode(), "root_path": "", "headers": raw,
+                 "client": ("127.0.0.1", 0), "server": (f"{app_id}.plt.local", 80)}
+        sent = False
+        start: dict = {}
+        chunks: list[bytes] = []
+        done = asyncio.Event()
+
+        async def receive() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    done.set()
+
+        try:
+            await forward(self.router, app_id, scope, receive, send)
+        finally:
+            done.set()
+        return InjectResponse(start.get("status", 500), list(start.get("headers", [])),
+                              b"".join(chunks))
+
+    def applications(self) -> list[dict]:
+        return [pool.info() for pool in self.pools.values()]
+
+
+def _line_of_app(file: str | None, app_id: str) -> int | None:
+    """The line where ``app_id`` is declared in the config file, for error messages."""
+    if not file or not os.path.isfile(file):
+        return None
+    text = Path(file).read_text(encoding="utf-8", errors="replace").splitlines()
+    for needle in (f'"{app_id}"', f"'{app_id}'", f"= {app_id}"):
+        for number, line in enumerate(text, 1):
+            if needle in line and "id" in line:
+                return number
+    return None

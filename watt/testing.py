@@ -1,0 +1,95 @@
+"""The pytest plugin (entry point ``pytest11``): the ``watt_runtime`` fixture.
+
+``watt_runtime`` is a factory: each call starts a runtime on a free port on
+a loop of its own (a background thread), waits until it serves, and returns
+a :class:`RuntimeHandle` with ``url`` and a synchronous ``inject``.  Every
+runtime the test started is stopped after it.
+
+    def test_home(watt_runtime):
+        rt = watt_runtime("examples/hello/watt.json")
+        assert httpx.get(rt.url).status_code == 200
+        assert rt.inject("greeter", "GET", "/hello").status == 200
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from .runtime import InjectResponse, Runtime
+
+
+class RuntimeHandle:
+    """A runtime running on its own thread's event loop, driven synchronously."""
+
+    def __init__(self, config, *, hostname: str = "127.0.0.1", port: int = 0,
+                 timeout: float = 60.0, **options) -> None:
+        self._timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="watt-runtime",
+                                        daemon=True)
+        self._thread.start()
+        self.runtime = Runtime(config, hostname=hostname, port=port, **options)
+        try:
+            self.url: str = self._call(self.runtime.start())
+        except BaseException:
+            self._close_loop()
+            raise
+
+    def _call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self._timeout)
+
+    def inject(self, app_id: str, method: str = "GET", path: str = "/", *,
+               headers: dict | list | None = None, body: bytes | str = b"") -> InjectResponse:
+        """Send a request straight to ``app_id``'s workers over the channel (no socket)."""
+        return self._call(self.runtime.inject(app_id, method, path, headers=headers, body=body))
+
+    def applications(self) -> list[dict]:
+        return self._call(_async(self.runtime.applications))
+
+    def stop(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            self._call(self.runtime.stop())
+        finally:
+            self._close_loop()
+
+    def _close_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(self._timeout)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def __enter__(self) -> RuntimeHandle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+async def _async(fn):
+    return fn()
+
+
+@pytest.fixture
+def watt_runtime():
+    """Factory: ``watt_runtime(config, **options) -> RuntimeHandle`` (stopped after the test)."""
+    handles: list[RuntimeHandle] = []
+
+    def start(config, **options) -> RuntimeHandle:
+        handle = RuntimeHandle(config, **options)
+        handles.append(handle)
+        return handle
+
+    yield start
+    errors = []
+    for handle in reversed(handles):
+        try:
+            handle.stop()
+        except Exception as exc:  # noqa: BLE001 - stop them all, then report
+            errors.append(exc)
+    if errors:
+        raise errors[0]

@@ -1,0 +1,120 @@
+"""httpx on the mesh: its transports send ``*.plt.local`` requests as MeshCalls."""
+
+from __future__ import annotations
+
+from . import mesh_client as mc
+
+
+def _timeout(request) -> float | None:
+    return (request.extensions.get("timeout") or {}).get("read")
+
+
+def _error(httpx, request, exc: mc.MeshCallError):
+    if exc.code == "WATT_MESH_TIMEOUT":
+        return httpx.ReadTimeout(str(exc), request=request)
+    return httpx.ConnectError(str(exc), request=request)
+
+
+def _request_parts(request) -> tuple[str, str, bytes, tuple]:
+    headers = tuple(request.headers.raw)
+    return request.method, request.url.netloc.decode("ascii"), request.url.raw_path, headers
+
+
+def patch(httpx) -> None:
+    if getattr(httpx, "_watt_mesh", False):
+        return
+    httpx._watt_mesh = True
+
+    class AsyncMeshStream(httpx.AsyncByteStream):
+        def __init__(self, call, first, more, timeout):
+            self.call, self.first, self.more, self.timeout = call, first, more, timeout
+
+        async def __aiter__(self):
+            if self.first:
+                yield self.first
+            more = self.more
+            while more:
+                chunk, more = await self.call.next_chunk(self.timeout)
+                if chunk:
+                    yield chunk
+
+        async def aclose(self):
+            self.call.cancel()
+
+    class SyncMeshStream(httpx.SyncByteStream):
+        def __init__(self, call, first, more, timeout):
+            self.call, self.first, self.more, self.timeout = call, first, more, timeout
+
+        def __iter__(self):
+            if self.first:
+                yield self.first
+            more = self.more
+            while more:
+                chunk, more = mc.run_sync(self.call.next_chunk, self.timeout)
+                if chunk:
+                    yield chunk
+
+        def close(self):
+            if mc._loop is not None and not self.call.done:
+                mc._loop.call_soon_threadsafe(self.call.cancel)
+
+    async def mesh_async(request):
+        method, host, raw_path, headers = _request_parts(request)
+        timeout = _timeout(request)
+        try:
+            call = mc.MeshCall()
+            if isinstance(request.stream, httpx.ByteStream):
+                await call.start(method, host, raw_path, headers, request.content, False)
+            else:
+                await call.start(method, host, raw_path, headers, b"", True)
+                async for chunk in request.stream:
+                    if chunk:
+                        await call.send_body(chunk, True)
+                await call.send_body(b"", False)
+            status, pairs, first, more = await call.response(timeout)
+        except mc.MeshCallError as exc:
+            raise _error(httpx, request, exc) from None
+        return httpx.Response(status, headers=pairs,
+                              stream=AsyncMeshStream(call, first, more, timeout),
+                              extensions={"http_version": b"HTTP/1.1"})
+
+    async def start_sync_call(method, host, raw_path, headers, body, more):
+        call = mc.MeshCall()
+        await call.start(method, host, raw_path, headers, body, more)
+        return call
+
+    def mesh_sync(request):
+        method, host, raw_path, headers = _request_parts(request)
+        timeout = _timeout(request)
+        try:
+            if isinstance(request.stream, httpx.ByteStream):
+                call = mc.run_sync(start_sync_call, method, host, raw_path, headers,
+                                   request.content, False)
+            else:
+                call = mc.run_sync(start_sync_call, method, host, raw_path, headers, b"", True)
+                for chunk in request.stream:
+                    if chunk:
+                        mc.run_sync(call.send_body, chunk, True)
+                mc.run_sync(call.send_body, b"", False)
+            status, pairs, first, more = mc.run_sync(call.response, timeout)
+        except mc.MeshCallError as exc:
+            raise _error(httpx, request, exc) from None
+        return httpx.Response(status, headers=pairs,
+                              stream=SyncMeshStream(call, first, more, timeout),
+                              extensions={"http_version": b"HTTP/1.1"})
+
+    original_async = httpx.AsyncHTTPTransport.handle_async_request
+    original_sync = httpx.HTTPTransport.handle_request
+
+    async def handle_async_request(self, request):
+        if mc.is_mesh_host(request.url.host):
+            return await mesh_async(request)
+        return await original_async(self, request)
+
+    def handle_request(self, request):
+        if mc.is_mesh_host(request.url.host):
+            return mesh_sync(request)
+        return original_sync(self, request)
+
+    httpx.AsyncHTTPTransport.handle_async_request = handle_async_request
+    httpx.HTTPTransport.handle_request = handle_request
