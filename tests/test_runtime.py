@@ -12,8 +12,8 @@ from watt.testing import RuntimeHandle
 from support import app_config
 
 
-@pytest.fixture(scope="module")
-def stack():
+@pytest.fixture(scope="module", params=["granian", "hypercorn"])
+def stack(request):
     config = {
         "entrypoint": "front",
         "applications": [
@@ -22,7 +22,7 @@ def stack():
             app_config("proc", isolation="process", env={"FOO": "proc-foo"}),
         ],
     }
-    with RuntimeHandle(config) as rt:
+    with RuntimeHandle(config, engine=request.param) as rt:
         yield rt
 
 

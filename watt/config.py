@@ -118,7 +118,7 @@ class _Source:
         line, probe = None, key or ""
         while probe and line is None:  # the key's own line, else its nearest parent's
             line = self.lines.get(probe)
-            probe = re.sub(r"(^|\.)[^.\[]+$|\[\d+\]$", "", probe)
+            probe = probe[: max(probe.rfind("."), probe.rfind("["), 0)]
         return ConfigError(message, code=code, file=self.file, line=line, key=key)
 
 
@@ -247,7 +247,7 @@ def _toml_lines(text: str) -> dict[str, int]:
             in_string = not in_string
         if was_in_string:
             continue
-        header = re.match(r"\s*(\[\[?)([^\]]+)\]", line)
+        header = re.match(r"\s*(\[\[?)\s*([\w\-.\"' $]+?)\s*\]\]?\s*(#.*)?$", line)
         if header:
             prefix, names = "", segments(header[2])
             for i, name in enumerate(names):
@@ -304,7 +304,7 @@ def _validation_error(text: str, raw: Any, src: _Source) -> ConfigError:
     """Turn msgspec's message into a code and a key path (``$.a[0].b`` -> ``a[0].b``)."""
     what, _, where = text.partition(" - at `")
     path = where.rstrip("`").removeprefix("$").removeprefix(".")
-    if False:  # a value in a dict of strings: name its key
+    if path.endswith("[...]"):  # a value in a dict of strings: name its key
         path = path.removesuffix("[...]")
         mapping = _value_at(raw, path)
         items = mapping.items() if isinstance(mapping, dict) else ()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 
 from .channel import protocol as p
@@ -156,8 +157,16 @@ async def _forward_websocket(stream: Stream, scope: dict, receive, send) -> None
                                            return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
-        for task in done:
-            task.result()
+        if pending:
+            await asyncio.wait(pending)
+        if outbound in done:
+            close = outbound.result()
+            if close is not None:
+                # Sent only once no receive() is pending: granian holds a close
+                # back while one is.
+                await send(close)
+        else:
+            inbound.result()
     finally:
         stream.finish()
 
@@ -183,7 +192,8 @@ async def _ws_client_to_worker(stream: Stream, receive) -> None:
             stream.send((p.WS_MESSAGE, stream.sid, None, data))
 
 
-async def _ws_worker_to_client(stream: Stream, send) -> None:
+async def _ws_worker_to_client(stream: Stream, send) -> dict | None:
+    """Relay the worker's messages; return the close message to send last."""
     while True:
         frame = await stream.receive()
         kind = frame[0]
@@ -196,11 +206,9 @@ async def _ws_worker_to_client(stream: Stream, send) -> None:
                 await send({"type": "websocket.send", "bytes": data})
                 stream.consumed(len(data))
         elif kind == p.WS_CLOSE:
-            await send({"type": "websocket.close", "code": frame[2], "reason": frame[3]})
-            return
+            return {"type": "websocket.close", "code": frame[2], "reason": frame[3]}
         else:
-            await send({"type": "websocket.close", "code": 1011})
-            return
+            return {"type": "websocket.close", "code": 1011}
 
 
 # -- engines -----------------------------------------------------------------------------
@@ -257,3 +265,81 @@ class HypercornEngine:
         self._shutdown.set()
         if self._task is not None:
             await self._task
+
+
+class GranianEngine:
+    """granian's Rust HTTP/1.1, HTTP/2 and WebSocket engine, embedded in our loop.
+
+    The fast engine (DESIGN.md, "The entrypoint ceiling").  granian marks
+    its embed API experimental, so the version is pinned in the ``granian``
+    extra and :class:`HypercornEngine` stays a full alternative.
+    """
+
+    name = "granian"
+
+    def __init__(self, app, host: str, port: int, graceful_timeout: float = 10.0) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.graceful_timeout = graceful_timeout
+        self._server = None
+        self._task: asyncio.Task | None = None
+
+    @staticmethod
+    def available() -> bool:
+        try:
+            import granian.server.embed  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    async def start(self) -> str:
+        from granian.constants import Interfaces
+        from granian.server.embed import Server
+
+        class _Server(Server):
+            # Build the listening socket in the holder form on every platform,
+            # so its fd (and the port actually bound, for port 0) can be read.
+            def _init_shared_socket(self):
+                from granian._granian import ListenerSpec
+
+                spec = ListenerSpec(self.bind_addr, self.bind_port, self.backlog)
+                self._shd = spec.build()
+                self._sfd = self._shd.get_fd()
+                self._ssp = None
+
+        # Fail with our code before granian logs its own bind error.
+        bind_socket(self.host, self.port).close()
+        server = _Server(self.app, address=self.host, port=self.port, interface=Interfaces.ASGI,
+                         log_enabled=False, backlog=1024)
+        server.workers_kill_timeout = self.graceful_timeout
+        self._server = server
+        self._task = asyncio.get_running_loop().create_task(server.serve())
+        while server._shd is None:
+            if self._task.done():
+                self._task.result()
+                raise WattError("granian stopped while starting", code="WATT_ENTRYPOINT_BIND")
+            await asyncio.sleep(0)
+        fd = os.dup(server._sfd)
+        with socket.socket(fileno=fd) as sock:
+            self.port = sock.getsockname()[1]
+        return format_url(self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.interrupt_signal = True
+            self._server.main_loop_interrupt.set()
+        if self._task is not None:
+            await self._task
+
+
+def create_engine(name: str, app, host: str, port: int, graceful_timeout: float):
+    """``auto`` = granian when it loads, hypercorn otherwise."""
+    if name == "auto":
+        name = "granian" if GranianEngine.available() else "hypercorn"
+    if name == "granian":
+        if not GranianEngine.available():
+            raise WattError("server.engine is 'granian' but granian is not installed: "
+                            "pip install 'watt[granian]'", code="WATT_ENGINE_UNAVAILABLE")
+        return GranianEngine(app, host, port, graceful_timeout)
+    return HypercornEngine(app, host, port, graceful_timeout)

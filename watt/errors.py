@@ -59,24 +59,6 @@ class ApplicationStartError(WattError):
     code = "WATT_APP_START_FAILED"
 
 
-class WorkerDiedError(WattError):
-    """A worker went away while requests were in flight."""
-
-    code = "WATT_WORKER_DIED"
-
-
-class MeshError(WattError):
-    """A mesh call could not be delivered."""
-
-    code = "WATT_MESH_ERROR"
-
-
-class NoWorkerError(WattError):
-    """The target application has no worker ready to take a request."""
-
-    code = "WATT_NO_WORKER"
-
-
 # The catalogue, for docs/errors.md and for tests that check every code is
 # documented.  Keep sorted.
 CODES: dict[str, str] = {
@@ -86,8 +68,8 @@ CODES: dict[str, str] = {
     "WATT_APP_START_FAILED": "A worker failed to start for another reason.",
     "WATT_APP_START_TIMEOUT": "A worker did not report ready within the start timeout.",
     "WATT_APP_UNHANDLED_ERROR": "The application raised before it finished its response.",
-    "WATT_CAPABILITY_UNKNOWN": "`kind` names no installed capability.",
     "WATT_CAPABILITY_UNDETECTED": "No capability recognises the application folder; set `kind`/`app`.",
+    "WATT_CAPABILITY_UNKNOWN": "`kind` names no installed capability.",
     "WATT_CONFIG_DUPLICATE_ID": "Two applications share one id.",
     "WATT_CONFIG_ENTRYPOINT": "`entrypoint` names no application, or none can be chosen.",
     "WATT_CONFIG_INVALID": "The configuration is invalid for another reason.",
@@ -98,10 +80,18 @@ CODES: dict[str, str] = {
     "WATT_CONFIG_PATH_NOT_FOUND": "An application `path` (or `autoload.path`) does not exist.",
     "WATT_CONFIG_SYNTAX": "The file is not valid JSON or TOML.",
     "WATT_CONFIG_UNKNOWN_KEY": "A key is not part of the schema (typo?).",
+    "WATT_ENGINE_UNAVAILABLE": "`server.engine` names an HTTP engine that is not installed.",
     "WATT_ENTRYPOINT_BIND": "The entrypoint could not bind its host and port.",
+    "WATT_ERROR": "Generic failure without a more specific code (a bug: please report it).",
+    "WATT_MESH_PROTOCOL": "A mesh call received a frame it did not expect (a bug: please report it).",
+    "WATT_MESH_SYNC_IN_LOOP": "A synchronous mesh call was made on the worker's event-loop thread.",
+    "WATT_MESH_TIMEOUT": "A mesh call got no response within its read timeout.",
+    "WATT_MESH_UNAVAILABLE": "The mesh was used outside a Watt worker.",
     "WATT_MESH_UNKNOWN_APP": "A `<id>.plt.local` URL names no application.",
     "WATT_NO_WORKER": "The application has no worker ready (starting, stopping or dead).",
     "WATT_RUNTIME_STATE": "The runtime was used in the wrong state (not started, stopped).",
+    "WATT_STREAM_CANCELLED": "The caller of a stream went away (client disconnect).",
+    "WATT_STREAM_CLOSED": "A stream was used after it was closed.",
     "WATT_SUBINTERPRETERS_UNAVAILABLE": "This Python cannot create own-GIL subinterpreters (need 3.13+).",
     "WATT_WORKER_DIED": "A worker exited while requests were in flight.",
 }

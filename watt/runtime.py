@@ -19,7 +19,7 @@ from loguru import logger
 
 from .capability import Capability, discover
 from .config import ApplicationConfig, Config, LoadedConfig, load_config
-from .entrypoint import Forwarder, HypercornEngine, forward
+from .entrypoint import Forwarder, create_engine, forward
 from .errors import ConfigError, WattError
 from .isolation import WorkerHandle, WorkerStartError, create_worker
 from .isolation.base import READY
@@ -132,11 +132,12 @@ class Runtime:
     """Runs the applications of one config.  ``async with Runtime(cfg) as rt: rt.url``."""
 
     def __init__(self, config: str | os.PathLike | dict | Config, *, hostname: str | None = None,
-                 port: int | None = None, start_timeout: float = 60.0,
-                 graceful_timeout: float = 10.0) -> None:
+                 port: int | None = None, engine: str | None = None,
+                 start_timeout: float = 60.0, graceful_timeout: float = 10.0) -> None:
         self._source = config
         self._hostname = hostname
         self._port = port
+        self._engine_name = engine
         self.start_timeout = start_timeout
         self.graceful_timeout = graceful_timeout
         self.config: LoadedConfig | None = None
@@ -164,15 +165,16 @@ class Runtime:
             server = self.config.server
             host = self._hostname or server.hostname
             port = server.port if self._port is None else self._port
-            self._engine = HypercornEngine(Forwarder(self.router, entry), host, port,
-                                           graceful_timeout=self.graceful_timeout)
+            self._engine = create_engine(self._engine_name or server.engine,
+                                         Forwarder(self.router, entry), host, port,
+                                         self.graceful_timeout)
             self.url = await self._engine.start()
         except BaseException:
             await self._stop_pools()
             self._state = "stopped"
             raise
         self._state = "running"
-        logger.info(f"entrypoint {entry!r} listening at {self.url}")
+        logger.info(f"entrypoint {entry!r} listening at {self.url} ({self._engine.name})")
         return self.url
 
     async def _start_pools(self, pools: list[AppPool]) -> None:
