@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import httpx
+from support import APPS, ROOT, WattProcess
 
 import watt
-from support import APPS, ROOT, WattProcess
 
 
 def test_watt_start_serves_the_example_and_stops_on_sigterm():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from support import ROOT
+
 from watt.errors import CODES
 
 # Strings that look like codes but are not error codes.

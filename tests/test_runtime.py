@@ -6,10 +6,9 @@ import os
 
 import httpx
 import pytest
+from support import app_config
 
 from watt.testing import RuntimeHandle
-
-from support import app_config
 
 
 @pytest.fixture(scope="module", params=["granian", "hypercorn"])

@@ -7,8 +7,8 @@ import os
 import httpx
 import pytest
 from loguru import logger
-
 from support import APPS, app_config
+
 from watt import ApplicationStartError, ConfigError
 
 

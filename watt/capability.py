@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Capability", "CapabilityError", "import_app", "find_app_file"]
+__all__ = ["Capability", "CapabilityError", "find_app_file", "import_app"]
 
 
 class CapabilityError(Exception):

@@ -68,7 +68,9 @@ CODES: dict[str, str] = {
     "WATT_APP_START_FAILED": "A worker failed to start for another reason.",
     "WATT_APP_START_TIMEOUT": "A worker did not report ready within the start timeout.",
     "WATT_APP_UNHANDLED_ERROR": "The application raised before it finished its response.",
-    "WATT_CAPABILITY_UNDETECTED": "No capability recognises the application folder; set `kind`/`app`.",
+    "WATT_CAPABILITY_UNDETECTED": (
+        "No capability recognises the application folder; set `kind`/`app`."
+    ),
     "WATT_CAPABILITY_UNKNOWN": "`kind` names no installed capability.",
     "WATT_CONFIG_DUPLICATE_ID": "Two applications share one id.",
     "WATT_CONFIG_ENTRYPOINT": "`entrypoint` names no application, or none can be chosen.",
@@ -83,7 +85,9 @@ CODES: dict[str, str] = {
     "WATT_ENGINE_UNAVAILABLE": "`server.engine` names an HTTP engine that is not installed.",
     "WATT_ENTRYPOINT_BIND": "The entrypoint could not bind its host and port.",
     "WATT_ERROR": "Generic failure without a more specific code (a bug: please report it).",
-    "WATT_MESH_PROTOCOL": "A mesh call received a frame it did not expect (a bug: please report it).",
+    "WATT_MESH_PROTOCOL": (
+        "A mesh call received a frame it did not expect (a bug: please report it)."
+    ),
     "WATT_MESH_SYNC_IN_LOOP": "A synchronous mesh call was made on the worker's event-loop thread.",
     "WATT_MESH_TIMEOUT": "A mesh call got no response within its read timeout.",
     "WATT_MESH_UNAVAILABLE": "The mesh was used outside a Watt worker.",
@@ -92,6 +96,8 @@ CODES: dict[str, str] = {
     "WATT_RUNTIME_STATE": "The runtime was used in the wrong state (not started, stopped).",
     "WATT_STREAM_CANCELLED": "The caller of a stream went away (client disconnect).",
     "WATT_STREAM_CLOSED": "A stream was used after it was closed.",
-    "WATT_SUBINTERPRETERS_UNAVAILABLE": "This Python cannot create own-GIL subinterpreters (need 3.13+).",
+    "WATT_SUBINTERPRETERS_UNAVAILABLE": (
+        "This Python cannot create own-GIL subinterpreters (need 3.13+)."
+    ),
     "WATT_WORKER_DIED": "A worker exited while requests were in flight.",
 }

@@ -78,7 +78,7 @@ class Router:
 class _Relay:
     """State shared by the two ends of one relayed stream."""
 
-    __slots__ = ("request_done", "response_done", "ends")
+    __slots__ = ("ends", "request_done", "response_done")
 
     def __init__(self, request_done: bool) -> None:
         self.request_done = request_done
@@ -94,7 +94,7 @@ class _Relay:
 class _RelayEnd:
     """One side of a relayed stream: frames fed here go out on the other channel."""
 
-    __slots__ = ("relay", "channel", "sid", "to", "to_sid")
+    __slots__ = ("channel", "relay", "sid", "to", "to_sid")
 
     def __init__(self, relay: _Relay, channel: Channel, sid: int, to: Channel,
                  to_sid: int) -> None:

@@ -93,8 +93,17 @@ class Channel:
 class Stream:
     """One request/response (or WebSocket) exchange as seen by one side."""
 
-    __slots__ = ("channel", "sid", "_inbox", "_waiter", "_send_window", "_recv_window",
-                 "_credit_waiter", "closed_by_peer", "finished")
+    __slots__ = (
+        "_credit_waiter",
+        "_inbox",
+        "_recv_window",
+        "_send_window",
+        "_waiter",
+        "channel",
+        "closed_by_peer",
+        "finished",
+        "sid",
+    )
 
     def __init__(self, channel: Channel, sid: int) -> None:
         self.channel = channel

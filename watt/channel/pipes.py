@@ -69,8 +69,10 @@ class PipeTransport:
         self._writing = False
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._drained: asyncio.Future | None = None
 
-    def start(self, on_frames: Callable[[list], None], on_eof: Callable[[], None] | None = None) -> None:
+    def start(self, on_frames: Callable[[list], None],
+              on_eof: Callable[[], None] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._on_frames = on_frames
         self._on_eof = on_eof
@@ -98,8 +100,9 @@ class PipeTransport:
 
     async def flush(self) -> None:
         """Wait until every queued byte is written (before a worker exits)."""
-        while self._out and not self._closed:
-            await asyncio.sleep(0.001)
+        if self._out and not self._closed:
+            self._drained = self._loop.create_future()
+            await self._drained
 
     def _flush(self) -> None:
         try:
@@ -113,6 +116,11 @@ class PipeTransport:
         if not self._out:
             self._writing = False
             self._loop.remove_writer(self._wfd)
+            self._wake_flush()
+
+    def _wake_flush(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     def _read(self) -> None:
         try:
@@ -139,6 +147,7 @@ class PipeTransport:
         if self._closed:
             return
         self._closed = True
+        self._wake_flush()
         if self._loop is not None:
             for remove, fd in ((self._loop.remove_reader, self._rfd),
                                (self._loop.remove_writer, self._wfd)):

@@ -134,7 +134,7 @@ class SendWindow:
 class RecvWindow:
     """Receiver half: counts consumed bytes and says when to send CREDIT."""
 
-    __slots__ = ("pending", "batch")
+    __slots__ = ("batch", "pending")
 
     def __init__(self, batch: int = CREDIT_BATCH) -> None:
         self.pending = 0
@@ -194,7 +194,7 @@ def pair_headers(flat: tuple[bytes, ...]) -> list[tuple[bytes, bytes]]:
     if len(flat) % 2:
         raise ProtocolError("header tuple has an odd number of items")
     it = iter(flat)
-    return list(zip(it, it))
+    return list(zip(it, it, strict=False))
 
 
 def _addr(value) -> tuple | None:

@@ -14,11 +14,10 @@ calls hop onto its loop first): one sender per direction keeps the
 
 from __future__ import annotations
 
+import _interpqueues
 import asyncio
 import os
 from collections.abc import Callable
-
-import _interpqueues
 
 # fmt 0: items are shareable objects (bytes, str, int, None, tuples), no pickle.
 _FMT_SHARED = 0
@@ -53,7 +52,8 @@ class QueueTransport:
         os.set_blocking(wake_send_fd, False)
         os.set_blocking(wake_recv_fd, False)
 
-    def start(self, on_frames: Callable[[list], None], on_eof: Callable[[], None] | None = None) -> None:
+    def start(self, on_frames: Callable[[list], None],
+              on_eof: Callable[[], None] | None = None) -> None:
         """Begin delivering received frames to ``on_frames`` on the running loop."""
         self._loop = asyncio.get_running_loop()
         self._on_frames = on_frames

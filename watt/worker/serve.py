@@ -206,7 +206,7 @@ class WorkerServer:
 
 
 class _HttpState:
-    __slots__ = ("first", "request_done", "started", "status", "headers", "response_done")
+    __slots__ = ("first", "headers", "request_done", "response_done", "started", "status")
 
     def __init__(self, first_body: bytes, first_more: bool) -> None:
         self.first: bytes | None = first_body
