@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import re
 import subprocess
@@ -24,10 +25,11 @@ def app_config(app_id: str, folder: str = "basic", **extra) -> dict:
 class WattProcess:
     """``watt start`` in a child process; waits for the URL it prints."""
 
-    def __init__(self, *args: str, cwd: Path = ROOT) -> None:
+    def __init__(self, *args: str, cwd: Path = ROOT, env: dict | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "watt.cli", "start", *args], cwd=cwd,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, **(env or {})))
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         self._lines: queue.Queue = queue.Queue()

@@ -74,3 +74,13 @@ def test_public_api_names_all_import():
     assert sorted(watt.__all__) == sorted(set(watt.__all__))
     for name in watt.__all__:
         assert getattr(watt, name) is not None, name
+
+
+def test_an_application_that_never_starts_times_out_and_the_command_ends(tmp_path):
+    config = tmp_path / "watt.json"
+    config.write_text(json.dumps({"server": {"port": 0}, "applications": [
+        {"id": "stuck", "path": str(APPS / "hangs"), "app": "main:app"}]}))
+    proc = WattProcess("-c", str(config), "--start-timeout", "2")
+    assert proc.wait(timeout=60) == 1
+    err = "".join(proc.stderr)
+    assert "WATT_APP_START_TIMEOUT" in err and "'stuck'" in err

@@ -323,9 +323,11 @@ def _validation_error(text: str, raw: Any, src: _Source) -> ConfigError:
         return src.error("WATT_CONFIG_INVALID_TYPE", None, f"the configuration must be an "
                          f"object: {what}")
     value, hint = _value_at(raw, path), _HINTS.get(re.split(r"[.\]]", path)[-1])
-    return src.error("WATT_CONFIG_INVALID_TYPE", path, f"`{path}`: {what}"
-                     + (f", got {value!r}" if "got" not in what and value is not _ABSENT else "")
-                     + (f"; {hint}" if hint else ""))
+    got = f", got {value!r}" if "got" not in what and value is not _ABSENT else ""
+    if hint and "regex" in what:  # the hint says it better than the pattern
+        what, got = f"{value!r} is not valid", ""
+    hint = f"; {hint}" if hint else ""
+    return src.error("WATT_CONFIG_INVALID_TYPE", path, f"`{path}`: {what}{got}{hint}")
 
 
 _ABSENT = object()

@@ -11,18 +11,19 @@ from .runtime import Runtime
 
 
 def run(config, *, hostname: str | None = None, port: int | None = None,
-        log_level: str = "INFO") -> None:
+        log_level: str = "INFO", **options) -> None:
     """Start the runtime for ``config`` (a path, dict or Config) and serve until
     SIGINT or SIGTERM, then shut down gracefully (drain, lifespan shutdown).
 
-    Raises :class:`watt.WattError` when the config is invalid or an
-    application cannot start.
+    ``options`` go to :class:`~watt.Runtime` (``engine``, ``start_timeout``,
+    ``graceful_timeout``).  Raises :class:`watt.WattError` when the config is
+    invalid or an application cannot start.
     """
     configure_logging(log_level)
-    asyncio.run(_serve(config, hostname=hostname, port=port))
+    asyncio.run(_serve(config, hostname=hostname, port=port, **options))
 
 
-async def _serve(config, *, hostname: str | None, port: int | None) -> None:
+async def _serve(config, *, hostname: str | None, port: int | None, **options) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -31,7 +32,7 @@ async def _serve(config, *, hostname: str | None, port: int | None) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
-    runtime = Runtime(config, hostname=hostname, port=port)
+    runtime = Runtime(config, hostname=hostname, port=port, **options)
     try:
         await runtime.start()
         print(f"Watt is running at {runtime.url}", flush=True)

@@ -69,6 +69,9 @@ class Channel:
     def open_stream(self) -> Stream:
         """A new stream opened by this side (its REQUEST is the caller's to send)."""
         stream = Stream(self, self._ids.next())
+        if self.lost:  # nothing will ever answer: fail now rather than hang
+            stream.feed((p.ERROR, stream.sid, "WATT_WORKER_DIED", "the channel's peer is gone"))
+            return stream
         self.streams[stream.sid] = stream
         return stream
 
@@ -120,8 +123,9 @@ class Stream:
     def feed(self, frame: tuple) -> None:
         kind = frame[0]
         if kind == p.CREDIT:
-            self._send_window.grant(frame[2])
-            self._wake_credit()
+            if frame[2] > 0:  # a bad credit is the peer's bug: ignore it, keep the batch
+                self._send_window.grant(frame[2])
+                self._wake_credit()
             return
         if kind in p.TERMINAL and self.closed_by_peer is None:
             self.closed_by_peer = frame

@@ -70,6 +70,7 @@ class PipeTransport:
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drained: asyncio.Future | None = None
+        self._on_eof: Callable[[], None] | None = None
 
     def start(self, on_frames: Callable[[list], None],
               on_eof: Callable[[], None] | None = None) -> None:
@@ -77,6 +78,9 @@ class PipeTransport:
         self._on_frames = on_frames
         self._on_eof = on_eof
         self._loop.add_reader(self._rfd, self._read)
+        if self._out and not self._writing:  # sent before start(): finish writing it
+            self._writing = True
+            self._loop.add_writer(self._wfd, self._flush)
 
     def send(self, frame: tuple) -> None:
         if self._closed:

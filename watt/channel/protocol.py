@@ -157,7 +157,7 @@ class RecvWindow:
 def split_chunks(data: bytes, size: int = CHUNK) -> list[bytes]:
     """Split a body chunk into frame-sized pieces (at least one, maybe empty)."""
     if len(data) <= size:
-        return [data]
+        return [data if type(data) is bytes else bytes(data)]
     view = memoryview(data)
     return [bytes(view[i : i + size]) for i in range(0, len(data), size)]
 
@@ -258,6 +258,7 @@ def mesh_app_id(host: str | None) -> str | None:
     if not host:
         return None
     host = host.lower().rsplit(":", 1)[0] if host.count(":") == 1 else host.lower()
+    host = host.rstrip(".")  # "b.plt.local." is the same name, fully qualified
     if host.endswith(MESH_SUFFIX):
         app_id = host[: -len(MESH_SUFFIX)]
         return app_id or None

@@ -106,7 +106,7 @@ class WorkerHandle:
         """Called (on the loop) when the worker's thread or process has ended."""
         if self._exited is not None and not self._exited.done():
             self._exited.set_result(None)
-        unexpected = self.status in (STARTING, READY)
+        unexpected = self.status == READY
         if self.channel is not None:
             self.channel.fail_all("WATT_WORKER_DIED", f"worker {self.name} {self._describe_exit()}")
         if self.status == READY:

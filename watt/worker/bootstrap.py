@@ -160,7 +160,10 @@ def user_traceback(exc: BaseException) -> str:
 async def _flush(transport) -> None:
     flush = getattr(transport, "flush", None)
     if flush is not None:
-        await flush()
+        try:
+            await asyncio.wait_for(flush(), 10.0)
+        except TimeoutError:  # the main side stopped reading: nothing left to tell it
+            pass
 
 
 class Lifespan:
