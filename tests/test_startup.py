@@ -109,3 +109,38 @@ def test_unknown_kind_lists_the_installed_ones(watt_runtime):
         watt_runtime({"applications": [app_config("a", kind="rails")]})
     assert info.value.code == "WATT_CAPABILITY_UNKNOWN"
     assert "asgi" in str(info.value) and "starlette" in str(info.value)
+
+
+def test_autoload_detects_each_folder_and_its_kind(watt_runtime, tmp_path):
+    apps = tmp_path / "apps"
+    (apps / "front").mkdir(parents=True)
+    (apps / "front" / "main.py").write_text(
+        "import httpx\n"
+        "from starlette.applications import Starlette\n"
+        "from starlette.responses import PlainTextResponse\n"
+        "from starlette.routing import Route\n\n"
+        "async def home(request):\n"
+        "    async with httpx.AsyncClient() as client:\n"
+        "        reply = await client.get('http://back.plt.local/')\n"
+        "    return PlainTextResponse('front+' + reply.text)\n\n"
+        "app = Starlette(routes=[Route('/', home)])\n")
+    (apps / "back").mkdir()
+    (apps / "back" / "app.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': b'back'})\n")
+    (apps / "_ignored").mkdir()
+    (tmp_path / "watt.json").write_text(
+        '{"entrypoint": "front", "server": {"port": 0}, "autoload": {"path": "apps"}}')
+    rt = watt_runtime(tmp_path / "watt.json")
+    assert httpx.get(rt.url, timeout=30).text == "front+back"
+    kinds = {a["id"]: a["kind"] for a in rt.applications()}
+    assert kinds == {"front": "starlette", "back": "asgi"}
+
+
+def test_sync_mesh_call_on_the_loop_thread_is_refused_with_a_code(watt_runtime):
+    rt = watt_runtime({"applications": [app_config("a")]})
+    reply = rt.inject("a", "GET", "/mesh-sync-in-loop").json()
+    assert "WATT_MESH_SYNC_IN_LOOP" in reply["error"]

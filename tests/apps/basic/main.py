@@ -154,6 +154,14 @@ async def app(scope, receive, send):
 
         reply = await asyncio.to_thread(call)
         return await _json(send, {"status": reply.status_code, "body": reply.json()})
+    if path == "/mesh-sync-in-loop":
+        import httpx
+
+        try:
+            httpx.get("http://a.plt.local/whoami")
+        except httpx.HTTPError as exc:
+            return await _json(send, {"error": str(exc)})
+        return await _json(send, {"error": None})
     if path == "/mesh-big":
         import httpx
 
