@@ -26,9 +26,16 @@ _FMT_SHARED = 0
 _UNBOUND_REMOVE = 1
 
 
+# 3.13 takes (maxsize, fmt, unboundop) and put(qid, obj, fmt, unboundop);
+# 3.14 dropped ``fmt`` for (maxsize, unboundop, fallback).  Read which one
+# this interpreter has from the builtin's own signature line.
+_LEGACY_FMT = "fmt" in (_interpqueues.create.__doc__ or "").split("\n", 1)[0]
+_ARGS = (_FMT_SHARED, _UNBOUND_REMOVE) if _LEGACY_FMT else (_UNBOUND_REMOVE, -1)
+
+
 def create_queue() -> int:
     """Create one unbounded queue; flow control bounds what it holds."""
-    return _interpqueues.create(0, _FMT_SHARED, _UNBOUND_REMOVE)
+    return _interpqueues.create(0, *_ARGS)
 
 
 def destroy_queue(qid: int) -> None:
@@ -65,7 +72,7 @@ class QueueTransport:
     def send(self, frame: tuple) -> None:
         if self._closed:
             return
-        _interpqueues.put(self.send_qid, frame, _FMT_SHARED, _UNBOUND_REMOVE)
+        _interpqueues.put(self.send_qid, frame, *_ARGS)
         if _interpqueues.get_count(self.send_qid) == 1:
             try:
                 os.write(self._wake_send_fd, b"\0")
