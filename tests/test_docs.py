@@ -25,8 +25,11 @@ def test_every_code_used_is_in_the_catalogue():
 
 
 def test_every_catalogued_code_is_documented():
+    from watt.errors import markdown
+
     text = (ROOT / "docs" / "errors.md").read_text()
     assert [code for code in CODES if f"`{code}`" not in text] == []
+    assert text == markdown(), "docs/errors.md is stale: python -m watt.errors > docs/errors.md"
 
 
 def test_readme_quick_start_is_the_two_commands():

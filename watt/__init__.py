@@ -22,6 +22,7 @@ __all__ = [
     "Runtime",
     "WattError",
     "load_config",
+    "mesh",
     "run",
 ]
 
@@ -33,6 +34,7 @@ _LAZY = {
     "WattError": ("watt.errors", "WattError"),
     "ConfigError": ("watt.errors", "ConfigError"),
     "ApplicationStartError": ("watt.errors", "ApplicationStartError"),
+    "mesh": ("watt.mesh", None),
 }
 
 
@@ -42,7 +44,8 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'watt' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(target[0]), target[1])
+    module = importlib.import_module(target[0])
+    value = module if target[1] is None else getattr(module, target[1])
     globals()[name] = value
     return value
 

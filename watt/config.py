@@ -81,6 +81,16 @@ class AutoloadConfig(_Section):
     exclude: Annotated[list[str], _doc("Sub-folder names that are not applications.")] = []
 
 
+class MeshConfig(_Section):
+    """Calls between applications at http://<id>.plt.local."""
+
+    timeout: Annotated[
+        float,
+        _doc("Seconds a mesh call waits for the response to start and for each body chunk, "
+             "when the client sets no timeout of its own.", gt=0),
+    ] = 30.0
+
+
 class Config(_Section):
     """Watt configuration (watt.json or watt.toml)."""
 
@@ -92,6 +102,7 @@ class Config(_Section):
     ] = None
     server: Annotated[ServerConfig, _doc("The public HTTP server.")] = ServerConfig()
     applications: Annotated[list[ApplicationConfig], _doc("The applications.")] = []
+    mesh: Annotated[MeshConfig, _doc("Calls between applications.")] = MeshConfig()
     autoload: Annotated[
         AutoloadConfig | None, _doc("Load every sub-folder of a folder as an application.")
     ] = None
@@ -106,6 +117,7 @@ class LoadedConfig(msgspec.Struct):
     server: ServerConfig
     applications: list[ApplicationConfig]
     config: Config
+    mesh: MeshConfig = MeshConfig()
 
 
 class _Source:
@@ -399,7 +411,8 @@ def _resolve(config: Config, base_dir: str, src: _Source) -> LoadedConfig:
                         + (f"; did you mean {close[0]!r}?" if close else "")
                         + f" (known ids: {', '.join(ids)})")
     return LoadedConfig(file=src.file, base_dir=base_dir, entrypoint=entrypoint or ids[0],
-                        server=config.server, applications=apps, config=config)
+                        server=config.server, applications=apps, config=config,
+                        mesh=config.mesh)
 
 
 def _folder(base_dir: str, path: str, key: str, src: _Source) -> str:

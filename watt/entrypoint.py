@@ -14,17 +14,20 @@ import asyncio
 import json
 import os
 import socket
+import uuid
 
 from .channel import protocol as p
 from .channel.endpoint import Stream, StreamClosed
 from .errors import WattError
 
-_ERROR_STATUS = {"WATT_WORKER_DIED": 502, "WATT_NO_WORKER": 503, "WATT_MESH_UNKNOWN_APP": 502}
+_ERROR_STATUS = {"WATT_WORKER_DIED": 502, "WATT_MESH_WORKER_DIED": 502, "WATT_NO_WORKER": 503,
+                 "WATT_MESH_UNKNOWN_APP": 502, "WATT_MESH_TIMEOUT": 504}
 
 
 def _error_response(code: str) -> tuple[int, list, bytes]:
     status = _ERROR_STATUS.get(code, 500)
-    reason = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}[status]
+    reason = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+              504: "Gateway Timeout"}[status]
     # The app's exception text stays in the logs: it may hold secrets.
     body = json.dumps({"error": reason, "code": code}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -56,7 +59,45 @@ class Forwarder:
         await forward(self.router, self.app_id, scope, receive, send)
 
 
+def edge_headers(scope: dict) -> list:
+    """Headers as the entrypoint application sees them: a request id when the
+    client sent none, and ``x-forwarded-*`` describing the client's hop."""
+    headers = []
+    request_id = forwarded_for = proto = forwarded_host = host = None
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            forwarded_for = value
+            continue
+        if name == b"x-request-id":
+            request_id = value
+        elif name == b"x-forwarded-proto":
+            proto = value
+        elif name == b"x-forwarded-host":
+            forwarded_host = value
+        elif name == b"host":
+            host = value
+        headers.append((name, value))
+    if request_id is None:
+        headers.append((b"x-request-id", uuid.uuid4().hex.encode()))
+    client = scope.get("client")
+    if client:
+        ip = str(client[0]).encode()
+        headers.append((b"x-forwarded-for",
+                        forwarded_for + b", " + ip if forwarded_for else ip))
+    elif forwarded_for:
+        headers.append((b"x-forwarded-for", forwarded_for))
+    if proto is None:
+        scheme = scope.get("scheme", "http")
+        headers.append((b"x-forwarded-proto",
+                        (b"https" if scheme in ("https", "wss") else b"http")))
+    if forwarded_host is None and host is not None:
+        headers.append((b"x-forwarded-host", host))
+    return headers
+
+
 async def forward(router, app_id: str, scope: dict, receive, send) -> None:
+    """Send one request or WebSocket from an engine (or inject) to ``app_id``."""
+    scope = dict(scope, headers=edge_headers(scope))
     worker = router.pick(app_id)
     if scope["type"] == "http":
         if worker is None:

@@ -85,6 +85,9 @@ CODES: dict[str, str] = {
     "WATT_ENGINE_UNAVAILABLE": "`server.engine` names an HTTP engine that is not installed.",
     "WATT_ENTRYPOINT_BIND": "The entrypoint could not bind its host and port.",
     "WATT_ERROR": "Generic failure without a more specific code (a bug: please report it).",
+    "WATT_MESH_BAD_URL": (
+        "A `watt.mesh` call was given a URL that is not `http://<id>.plt.local/...`."
+    ),
     "WATT_MESH_PROTOCOL": (
         "A mesh call received a frame it did not expect (a bug: please report it)."
     ),
@@ -92,6 +95,11 @@ CODES: dict[str, str] = {
     "WATT_MESH_TIMEOUT": "A mesh call got no response within its read timeout.",
     "WATT_MESH_UNAVAILABLE": "The mesh was used outside a Watt worker.",
     "WATT_MESH_UNKNOWN_APP": "A `<id>.plt.local` URL names no application.",
+    "WATT_MESH_WORKER_DIED": "The target worker of a mesh call died after the call reached it.",
+    "WATT_MESH_WS_CLOSED": "The mesh WebSocket is closed (by the other side, or before use).",
+    "WATT_MESH_WS_REJECTED": (
+        "The target application closed the mesh WebSocket before accepting it."
+    ),
     "WATT_NO_WORKER": "The application has no worker ready (starting, stopping or dead).",
     "WATT_RUNTIME_STATE": "The runtime was used in the wrong state (not started, stopped).",
     "WATT_STREAM_CANCELLED": "The caller of a stream went away (client disconnect).",
@@ -101,3 +109,27 @@ CODES: dict[str, str] = {
     ),
     "WATT_WORKER_DIED": "A worker exited while requests were in flight.",
 }
+
+
+def markdown() -> str:
+    """docs/errors.md, generated from :data:`CODES` (``python -m watt.errors``)."""
+    lines = [
+        "# Error codes", "",
+        "Every failure Watt reports carries a stable code. Codes never change meaning;",
+        "messages may improve. Where it applies, the message also names the application",
+        "id, the config file and line, and the key path.", "",
+        "Exit codes of `watt start`: `0` clean shutdown, `1` an application could not start",
+        "(or another runtime error), `2` the configuration is invalid (`WATT_CONFIG_*`).", "",
+        "HTTP status at the entrypoint when a request cannot be answered by the application:",
+        "`500` `WATT_APP_UNHANDLED_ERROR`, `502` `WATT_WORKER_DIED` / `WATT_MESH_WORKER_DIED` /",
+        "`WATT_MESH_UNKNOWN_APP`, `503` `WATT_NO_WORKER`, `504` `WATT_MESH_TIMEOUT`; the body",
+        'is JSON `{"error": ..., "code": ...}` and never includes the exception text (it stays',
+        "in the logs).", "",
+        "| code | meaning |", "| --- | --- |",
+    ]
+    lines += [f"| `{code}` | {text} |" for code, text in CODES.items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")

@@ -61,8 +61,14 @@ class Router:
             source.send((p.ERROR, sid, "WATT_MESH_UNKNOWN_APP",
                          f"no application {app_id or target!r} in this runtime (known: {known})"))
             return
-        worker = self.pick(app_id)
-        if worker is None:
+        pool = self.pools[app_id]
+        for _ in range(len(getattr(pool, "workers", ())) or 1):
+            worker = pool.pick()
+            # A worker whose channel is lost (it is dying) has not received
+            # this request: try another rather than fail it.
+            if worker is None or not worker.channel.lost:
+                break
+        if worker is None or worker.channel.lost:
             source.send((p.ERROR, sid, "WATT_NO_WORKER",
                          f"application {app_id!r} has no worker ready"))
             return
@@ -70,7 +76,7 @@ class Router:
         dest_sid = dest.next_sid()
         relay = _Relay(request_done=not frame[5])
         source.streams[sid] = _RelayEnd(relay, source, sid, dest, dest_sid)
-        dest.streams[dest_sid] = _RelayEnd(relay, dest, dest_sid, source, sid)
+        dest.streams[dest_sid] = _TargetEnd(relay, dest, dest_sid, source, sid)
         relay.ends = (source.streams[sid], dest.streams[dest_sid])
         dest.send((p.REQUEST, dest_sid, app_id) + frame[3:])
 
@@ -118,3 +124,15 @@ class _RelayEnd:
             relay.response_done = True
         if relay.request_done and relay.response_done:
             relay.close()
+
+
+class _TargetEnd(_RelayEnd):
+    """The target's side: its worker dying is reported to the caller as a mesh error."""
+
+    __slots__ = ()
+
+    def feed(self, frame: tuple) -> None:
+        if frame[0] == p.ERROR and frame[2] == "WATT_WORKER_DIED":
+            frame = (p.ERROR, frame[1], "WATT_MESH_WORKER_DIED",
+                     f"the target worker died during the call: {frame[3]}")
+        _RelayEnd.feed(self, frame)

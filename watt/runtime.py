@@ -55,6 +55,7 @@ class AppPool:
             "env": dict(self.app.env),
             "loader": self.capability.loader,
             "options": self.options,
+            "mesh_timeout": self.runtime.config.mesh.timeout,
         }
 
     async def _start_worker(self, index: int, kind: str) -> WorkerHandle:

@@ -27,6 +27,7 @@ class RuntimeHandle:
     def __init__(self, config, *, hostname: str = "127.0.0.1", port: int = 0,
                  timeout: float = 60.0, **options) -> None:
         self._timeout = timeout
+        self._mesh = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="watt-runtime",
                                         daemon=True)
@@ -46,12 +47,36 @@ class RuntimeHandle:
         """Send a request straight to ``app_id``'s workers over the channel (no socket)."""
         return self._call(self.runtime.inject(app_id, method, path, headers=headers, body=body))
 
+    @property
+    def mesh(self):
+        """An ``httpx.Client`` that reaches every application at ``http://<id>.plt.local``
+        (entrypoint or not) through :meth:`inject`, without a socket."""
+        if self._mesh is None:
+            import httpx
+
+            handle = self
+
+            class _InjectTransport(httpx.BaseTransport):
+                def handle_request(self, request: httpx.Request) -> httpx.Response:
+                    app_id = request.url.host.removesuffix(".plt.local")
+                    path = request.url.raw_path.decode("latin-1")
+                    response = handle.inject(app_id, request.method, path,
+                                             headers=list(request.headers.raw),
+                                             body=request.read())
+                    return httpx.Response(response.status, headers=response.headers,
+                                          content=response.body)
+
+            self._mesh = httpx.Client(transport=_InjectTransport(), timeout=self._timeout)
+        return self._mesh
+
     def applications(self) -> list[dict]:
         return self._call(_async(self.runtime.applications))
 
     def stop(self) -> None:
         if self._loop.is_closed():
             return
+        if self._mesh is not None:
+            self._mesh.close()
         try:
             self._call(self.runtime.stop())
         finally:

@@ -79,7 +79,7 @@ async def serve(spec: dict, transport) -> None:
     channel.on_control = on_control
     channel.on_lost = on_lost
     channel.start()
-    mesh_client.install(channel, spec["app_id"])
+    mesh_client.install(channel, spec["app_id"], spec.get("mesh_timeout"))
 
     try:
         app = _load(spec)

@@ -14,10 +14,12 @@ relays its frames to a worker of the target application.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import importlib.abc
 import importlib.util
 import sys
 import threading
+from contextvars import ContextVar
 from urllib.parse import unquote
 
 from watt.channel import protocol as p
@@ -27,6 +29,16 @@ _channel: Channel | None = None
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_thread: int | None = None
 _app_id: str | None = None
+#: ``mesh.timeout`` from the config: used when a client sets no timeout.
+_default_timeout: float | None = 30.0
+
+#: Headers of the request being served that every mesh call it makes carries
+#: along (x-request-id, traceparent, tracestate), as flat ``(name, value, ...)``.
+#: Set per request task by ``serve.py``; tasks and ``to_thread`` copy it.
+propagated: ContextVar[tuple] = ContextVar("watt_propagated", default=())
+PROPAGATE = (b"x-request-id", b"traceparent", b"tracestate")
+
+_WORKER_DIED_BODY = (b'{"error": "Bad Gateway", "code": "WATT_MESH_WORKER_DIED"}')
 
 
 class MeshCallError(Exception):
@@ -38,13 +50,14 @@ class MeshCallError(Exception):
         self.message = message
 
 
-def install(channel: Channel, app_id: str) -> None:
+def install(channel: Channel, app_id: str, default_timeout: float | None = 30.0) -> None:
     """Make this worker's HTTP clients reach ``*.plt.local`` over ``channel``."""
-    global _channel, _loop, _loop_thread, _app_id
+    global _channel, _loop, _loop_thread, _app_id, _default_timeout
     _channel = channel
     _loop = asyncio.get_running_loop()
     _loop_thread = threading.get_ident()
     _app_id = app_id
+    _default_timeout = default_timeout
     for name, patch in _PATCHES.items():
         if name in sys.modules:
             patch(sys.modules[name])
@@ -66,23 +79,21 @@ class MeshCall:
         self.stream: Stream = _channel.open_stream()
         self.done = False
 
-    async def start(self, method: str, host: str, raw_path: bytes, headers: tuple,
-                    body: bytes, more: bool) -> None:
+    async def start(self, method: str, host: str, raw_path: bytes, headers,
+                    body: bytes, more: bool, kind: str = "http",
+                    subprotocols: tuple = ()) -> None:
+        """Send the request head (and the first body bytes).
+
+        ``headers`` are ``(name, value)`` pairs of bytes; a Host header and the
+        headers this worker's current request propagates are added when absent.
+        """
         path_bytes, _, query = raw_path.partition(b"?")
         hostname = host.split(":", 1)[0]
-        scope = p.encode_scope({
-            "type": "http",
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": unquote(path_bytes.decode("latin-1")) or "/",
-            "raw_path": path_bytes or b"/",
-            "query_string": query,
-            "root_path": "",
-            "headers": headers,
-            "client": None,
-            "server": (hostname, 80),
-        })
+        flat = mesh_headers(host, headers)
+        scope = (kind, "1.1", method if kind == "http" else None,
+                 "http" if kind == "http" else "ws",
+                 unquote(path_bytes.decode("latin-1")) or "/", path_bytes or b"/", query, "",
+                 flat, None, (hostname, 80), tuple(subprotocols) if kind != "http" else None)
         pieces = p.split_chunks(body)
         first = pieces[0]
         self.stream.charge(len(first))
@@ -95,12 +106,22 @@ class MeshCall:
         await self.stream.send_data(p.BODY, chunk, more)
 
     async def response(self, timeout: float | None = None) -> tuple[int, list, bytes, bool]:
-        """Wait for RESPONSE_START: ``(status, headers, first_body, more)``."""
+        """Wait for RESPONSE_START: ``(status, headers, first_body, more)``.
+
+        A target worker that died after the request reached it gives a 502,
+        as a gateway would; errors before that raise :class:`MeshCallError`.
+        """
         frame = await self._next(timeout)
         if frame[0] == p.RESPONSE_START:
             _, _, status, headers, body, more = frame
             self._got(body, more)
             return status, p.pair_headers(headers), body, more
+        if frame[0] == p.ERROR and frame[2] == "WATT_MESH_WORKER_DIED":
+            self.done = True
+            self.stream.finish()
+            return 502, [(b"content-type", b"application/json"),
+                         (b"content-length", str(len(_WORKER_DIED_BODY)).encode())], \
+                _WORKER_DIED_BODY, False
         self._fail(frame)
 
     async def next_chunk(self, timeout: float | None = None) -> tuple[bytes, bool]:
@@ -113,7 +134,9 @@ class MeshCall:
             return chunk, more
         self._fail(frame)
 
-    async def _next(self, timeout: float | None) -> tuple:
+    async def _next(self, timeout: float | None, use_default: bool = True) -> tuple:
+        if timeout is None and use_default:
+            timeout = _default_timeout
         if timeout is None:
             return await self.stream.receive()
         try:
@@ -142,6 +165,26 @@ class MeshCall:
             self.done = True
             self.stream.send((p.CANCEL, self.stream.sid))
             self.stream.finish()
+
+
+def mesh_headers(host: str, headers) -> tuple:
+    """Flat header tuple for a mesh request: the caller's headers, a Host, and
+    the propagated ones (request id, trace context) the caller did not set."""
+    flat: list[bytes] = []
+    names = set()
+    for name, value in headers:
+        name = bytes(name).lower()
+        names.add(name)
+        flat.append(name)
+        flat.append(bytes(value))
+    if b"host" not in names:
+        flat[:0] = (b"host", host.encode("latin-1"))
+    extra = propagated.get()
+    for i in range(0, len(extra), 2):
+        if extra[i] not in names:
+            flat.append(extra[i])
+            flat.append(extra[i + 1])
+    return tuple(flat)
 
 
 def run_sync(coro_fn, *args):
@@ -184,10 +227,19 @@ class _PatchFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
-def _patch_httpx(httpx) -> None:
-    from . import mesh_httpx
+def _patcher(adapter: str):
+    """Patch function for one client: ``watt/worker/<adapter>.py`` has ``patch(module)``."""
 
-    mesh_httpx.patch(httpx)
+    def patch(module) -> None:
+        importlib.import_module(f"{__package__}.{adapter}").patch(module)
+
+    return patch
 
 
-_PATCHES = {"httpx": _patch_httpx}
+# Client module name -> its adapter.  requests goes through urllib3.
+_PATCHES = {
+    "httpx": _patcher("mesh_httpx"),
+    "urllib3": _patcher("mesh_urllib3"),
+    "urllib.request": _patcher("mesh_urllib"),
+    "aiohttp": _patcher("mesh_aiohttp"),
+}

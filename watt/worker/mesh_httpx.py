@@ -118,3 +118,23 @@ def patch(httpx) -> None:
 
     httpx.AsyncHTTPTransport.handle_async_request = handle_async_request
     httpx.HTTPTransport.handle_request = handle_request
+
+    class _AsyncMeshTransport(httpx.AsyncBaseTransport):
+        """Every request over the mesh (``watt.mesh.transport()``)."""
+
+        async def handle_async_request(self, request):
+            return await mesh_async(request)
+
+    class _SyncMeshTransport(httpx.BaseTransport):
+        """Every request over the mesh, from a thread (``watt.mesh.sync_transport()``)."""
+
+        def handle_request(self, request):
+            return mesh_sync(request)
+
+    global AsyncMeshTransport, SyncMeshTransport
+    AsyncMeshTransport = _AsyncMeshTransport
+    SyncMeshTransport = _SyncMeshTransport
+
+
+AsyncMeshTransport = None
+SyncMeshTransport = None

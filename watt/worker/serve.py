@@ -15,6 +15,8 @@ import traceback
 from watt.channel import protocol as p
 from watt.channel.endpoint import Channel, Stream
 
+from .mesh_client import PROPAGATE, propagated
+
 
 class WorkerServer:
     def __init__(self, channel: Channel, app_id: str) -> None:
@@ -50,6 +52,15 @@ class WorkerServer:
                 await asyncio.wait(pending, timeout=1.0)
 
     def _scope(self, encoded: tuple) -> dict:
+        # What this request's own mesh calls must carry along (request id, trace).
+        flat = encoded[8]
+        carried = []
+        for i in range(0, len(flat), 2):
+            if flat[i] in PROPAGATE:
+                carried.append(flat[i])
+                carried.append(flat[i + 1])
+        if carried:
+            propagated.set(tuple(carried))
         scope = p.decode_scope(encoded)
         if self.state is not None:
             scope["state"] = dict(self.state)

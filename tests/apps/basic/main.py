@@ -154,11 +154,96 @@ async def app(scope, receive, send):
 
         reply = await asyncio.to_thread(call)
         return await _json(send, {"status": reply.status_code, "body": reply.json()})
+    if path == "/headers":
+        return await _json(send, {k.decode(): v.decode() for k, v in scope["headers"]})
+    if path == "/mesh-headers":
+        import httpx
+
+        async with httpx.AsyncClient() as client:
+            reply = await client.get(f"http://{q['target']}/headers")
+        mine = {k.decode(): v.decode() for k, v in scope["headers"]}
+        return await _json(send, {"mine": mine, "theirs": reply.json()})
+    if path == "/chain":
+        import watt.mesh
+
+        hops = [h for h in q.get("path", "").split(",") if h]
+        if not hops:
+            return await _json(send, [NAME])
+        reply = await watt.mesh.fetch(
+            f"http://{hops[0]}.plt.local/chain?path={','.join(hops[1:])}")
+        return await _json(send, [NAME, *reply.json()])
+    if path == "/fanout":
+        import watt.mesh
+
+        n = int(q.get("n", "100"))
+        replies = await asyncio.gather(*(
+            watt.mesh.fetch(f"http://{q['target']}/whoami") for _ in range(n)))
+        return await _json(send, {"ok": sum(r.status == 200 for r in replies),
+                                  "workers": sorted({r.json()["interpreter"] for r in replies})})
+    if path == "/slow":
+        await asyncio.sleep(float(q.get("delay", "1")))
+        return await _json(send, {"slow": True})
+    if path == "/fetch":
+        import watt.mesh
+
+        timeout = float(q["timeout"]) if "timeout" in q else None
+        try:
+            reply = await watt.mesh.fetch(f"http://{q['target']}{q.get('path', '/whoami')}",
+                                          timeout=timeout)
+        except watt.mesh.MeshError as exc:
+            return await _json(send, {"code": exc.code, "message": exc.message})
+        return await _json(send, {"status": reply.status, "body": reply.text})
+    if path == "/fetch-sync":
+        import watt.mesh
+
+        reply = await asyncio.to_thread(watt.mesh.fetch_sync, f"http://{q['target']}/whoami")
+        return await _json(send, {"status": reply.status, "body": reply.json()})
+    if path == "/transport":
+        import httpx
+
+        import watt.mesh
+
+        async with httpx.AsyncClient(transport=watt.mesh.transport()) as client:
+            reply = await client.get(f"http://{q['target']}/whoami")
+        return await _json(send, reply.json())
+    if path == "/ws-mesh":
+        import watt.mesh
+
+        async with watt.mesh.websocket(f"ws://{q['target']}/ws", ["chat"]) as ws:
+            await ws.send("hello")
+            text = await ws.receive()
+            await ws.send(b"xyz")
+            data = await ws.receive()
+            await ws.send("close")
+            try:
+                await ws.receive()
+            except watt.mesh.MeshError as exc:
+                closed = exc.code
+        return await _json(send, {"text": text, "bytes": data.decode(), "closed": closed,
+                                  "code": ws.close_code, "subprotocol": ws.subprotocol})
+    if path == "/relay":
+        import httpx
+
+        hops = [h for h in q.get("via", "").split(",") if h]
+        size = int(q["size"])
+        if not hops:
+            scope["path"] = "/download"
+            return await app(scope, receive, send)
+        url = f"http://{hops[0]}.plt.local/relay?via={','.join(hops[1:])}&size={size}"
+        async with httpx.AsyncClient(timeout=60) as client:
+            async with client.stream("GET", url) as reply:
+                await send({"type": "http.response.start", "status": reply.status_code,
+                            "headers": [(b"content-length", str(size).encode())]})
+                async for chunk in reply.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
     if path == "/mesh-sync-in-loop":
         import httpx
 
         try:
-            httpx.get("http://a.plt.local/whoami")
+            httpx.get("http://a.plt.local/whoami")  # noqa: ASYNC210 - the point of the test
         except httpx.HTTPError as exc:
             return await _json(send, {"error": str(exc)})
         return await _json(send, {"error": None})

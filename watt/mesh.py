@@ -1,0 +1,210 @@
+"""``watt.mesh``: the explicit mesh API, for code running inside an application.
+
+Zero-config clients (httpx, requests, urllib3, aiohttp, urllib) already reach
+``http://<id>.plt.local``; this module is the lean path without an HTTP client
+library in between, plus WebSockets between applications::
+
+    import watt.mesh
+
+    response = await watt.mesh.fetch("http://greeter.plt.local/hello")
+    response = watt.mesh.fetch_sync("http://greeter.plt.local/hello")   # from a thread
+    async with httpx.AsyncClient(transport=watt.mesh.transport()) as client: ...
+    async with watt.mesh.websocket("ws://chat.plt.local/ws") as ws:
+        await ws.send("hi"); print(await ws.receive())
+
+It loads in a subinterpreter (standard library only; httpx only when
+``transport()`` is called).  Failures raise :class:`MeshError` with a stable
+``code``: ``WATT_MESH_UNKNOWN_APP``, ``WATT_NO_WORKER``, ``WATT_MESH_TIMEOUT``,
+``WATT_MESH_UNAVAILABLE`` (not inside a Watt worker), ...
+"""
+
+from __future__ import annotations
+
+import json as _json
+from urllib.parse import urlsplit
+
+from watt.channel import protocol as _p
+from watt.worker import mesh_client as _mc
+
+__all__ = ["MeshError", "MeshResponse", "MeshWebSocket", "fetch", "fetch_sync", "transport",
+           "sync_transport", "websocket"]
+
+MeshError = _mc.MeshCallError
+
+
+class MeshResponse:
+    """A complete mesh response: ``status``, ``headers`` (pairs of bytes), ``body``."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: list, body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str) -> str | None:
+        key = name.lower().encode("latin-1")
+        for k, v in self.headers:
+            if k.lower() == key:
+                return v.decode("latin-1")
+        return None
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+    def json(self):
+        return _json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"<MeshResponse {self.status} {len(self.body)} bytes>"
+
+
+def _target(url: str, schemes: tuple[str, ...]) -> tuple[str, bytes]:
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not _p.mesh_app_id(parts.hostname):
+        raise MeshError("WATT_MESH_BAD_URL",
+                        f"{url!r} is not a mesh URL ({schemes[0]}://<application-id>.plt.local/...)")
+    path = (parts.path or "/").encode()
+    if parts.query:
+        path += b"?" + parts.query.encode()
+    return parts.netloc, path
+
+
+def _header_pairs(headers) -> list:
+    if headers is None:
+        return []
+    items = headers.items() if hasattr(headers, "items") else headers
+    return [(k.encode("latin-1") if isinstance(k, str) else k,
+             v.encode("latin-1") if isinstance(v, str) else v) for k, v in items]
+
+
+async def fetch(url: str, *, method: str = "GET", headers=None, body: bytes | str = b"",
+                timeout: float | None = None) -> MeshResponse:
+    """Call another application and read the whole response (async form)."""
+    host, path = _target(url, ("http",))
+    if isinstance(body, str):
+        body = body.encode()
+    pairs = _header_pairs(headers)
+    if body and not any(k.lower() == b"content-length" for k, _ in pairs):
+        pairs.append((b"content-length", str(len(body)).encode()))
+    call = _mc.MeshCall()
+    await call.start(method.upper(), host, path, pairs, body, False)
+    status, response_headers, chunk, more = await call.response(timeout)
+    if not more:
+        return MeshResponse(status, response_headers, chunk)
+    chunks = [chunk]
+    while more:
+        chunk, more = await call.next_chunk(timeout)
+        chunks.append(chunk)
+    return MeshResponse(status, response_headers, b"".join(chunks))
+
+
+def fetch_sync(url: str, *, method: str = "GET", headers=None, body: bytes | str = b"",
+               timeout: float | None = None) -> MeshResponse:
+    """:func:`fetch` for synchronous code; call it from a thread, not the event loop's."""
+    return _mc.run_sync(_fetch_kw, url, method, headers, body, timeout)
+
+
+async def _fetch_kw(url, method, headers, body, timeout):
+    return await fetch(url, method=method, headers=headers, body=body, timeout=timeout)
+
+
+def transport():
+    """An ``httpx.AsyncBaseTransport`` that sends every request over the mesh."""
+    import httpx
+
+    from watt.worker import mesh_httpx
+
+    mesh_httpx.patch(httpx)
+    return mesh_httpx.AsyncMeshTransport()
+
+
+def sync_transport():
+    """An ``httpx.BaseTransport`` (for ``httpx.Client``) that uses the mesh."""
+    import httpx
+
+    from watt.worker import mesh_httpx
+
+    mesh_httpx.patch(httpx)
+    return mesh_httpx.SyncMeshTransport()
+
+
+class MeshWebSocket:
+    """A WebSocket to another application; messages are ``str`` or ``bytes``."""
+
+    def __init__(self, url: str, subprotocols=()) -> None:
+        self.url = url
+        self.subprotocols = tuple(subprotocols)
+        self.subprotocol: str | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._call: _mc.MeshCall | None = None
+
+    async def connect(self, timeout: float | None = None) -> MeshWebSocket:
+        host, path = _target(self.url, ("ws", "http"))
+        self._call = call = _mc.MeshCall()
+        await call.start("GET", host, path, [], b"", False, kind="websocket",
+                         subprotocols=self.subprotocols)
+        frame = await call._next(timeout)
+        if frame[0] == _p.WS_ACCEPT:
+            self.subprotocol = frame[2]
+            return self
+        call.done = True
+        call.stream.finish()
+        if frame[0] == _p.WS_CLOSE:
+            raise MeshError("WATT_MESH_WS_REJECTED",
+                            f"{self.url} refused the WebSocket (close code {frame[2]})")
+        call._fail(frame)
+
+    async def send(self, message: str | bytes) -> None:
+        stream = self._open().stream
+        await stream.wait_credit()
+        if isinstance(message, str):
+            stream.charge(len(message.encode()))
+            stream.send((_p.WS_MESSAGE, stream.sid, message, None))
+        else:
+            stream.charge(len(message))
+            stream.send((_p.WS_MESSAGE, stream.sid, None, bytes(message)))
+
+    async def receive(self, timeout: float | None = None) -> str | bytes:
+        """The next message; raises ``MeshError(WATT_MESH_WS_CLOSED)`` once closed."""
+        call = self._open()
+        frame = await call._next(timeout, use_default=False)
+        if frame[0] == _p.WS_MESSAGE:
+            text, data = frame[2], frame[3]
+            call.stream.consumed(len(data) if data is not None else len(text.encode()))
+            return text if text is not None else data
+        call.done = True
+        call.stream.finish()
+        if frame[0] == _p.WS_CLOSE:
+            self.close_code, self.close_reason = frame[2], frame[3] or ""
+            raise MeshError("WATT_MESH_WS_CLOSED",
+                            f"closed by {self.url} with code {frame[2]} {frame[3] or ''}".strip())
+        call._fail(frame)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        call = self._call
+        if call is not None and not call.done:
+            call.stream.send((_p.WS_CLOSE, call.stream.sid, code, reason))
+            call.done = True
+            call.stream.finish()
+            self.close_code = code
+
+    def _open(self) -> _mc.MeshCall:
+        if self._call is None or self._call.done:
+            raise MeshError("WATT_MESH_WS_CLOSED", f"the WebSocket to {self.url} is not open")
+        return self._call
+
+    async def __aenter__(self) -> MeshWebSocket:
+        if self._call is None:
+            await self.connect()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+
+def websocket(url: str, subprotocols=()) -> MeshWebSocket:
+    """``async with watt.mesh.websocket("ws://app.plt.local/path") as ws: ...``"""
+    return MeshWebSocket(url, subprotocols)

@@ -1,0 +1,5 @@
+"""Placeholder: the adapter is being written; until then this client is not patched."""
+
+
+def patch(module) -> None:
+    return None
