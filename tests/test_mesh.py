@@ -36,8 +36,10 @@ def call(rt, route: str, **params) -> dict:
 
 def test_fetch_reaches_each_worker_of_the_target_in_turn(mesh):
     seen = [json.loads(call(mesh, "/fetch", target="b.plt.local")["body"])["interpreter"]
-            for _ in range(4)]
-    assert seen[0] != seen[1] and seen[0] == seen[2] and seen[1] == seen[3]
+            for _ in range(5)]
+    # The first call goes through the main side, which then links the caller to
+    # each worker of b: from the second call on, the caller alternates itself.
+    assert seen[1] != seen[2] and seen[1] == seen[3] and seen[2] == seen[4]
 
 
 def test_fetch_sync_and_transport(mesh):
@@ -142,3 +144,31 @@ def test_target_worker_death_mid_call_is_a_502_for_the_caller(watt_runtime):
     # The dead worker is no longer picked: the next call says so at once.
     again = httpx.get(rt.url + "/fetch", params={"target": "p.plt.local"}, timeout=30).json()
     assert again["code"] == "WATT_NO_WORKER"
+
+
+def test_calls_go_over_direct_links_after_the_first(watt_runtime):
+    rt = watt_runtime({"entrypoint": "a", "applications": [
+        app_config("a"), app_config("b", workers=2)]})
+    assert len(rt.runtime.router.links) == 0
+    for _ in range(3):
+        assert httpx.get(rt.url + "/fetch", params={"target": "b.plt.local"},
+                         timeout=30).json()["status"] == 200
+    assert len(rt.runtime.router.links) == 2  # a#0 -> b#0 and a#0 -> b#1
+
+
+def test_a_linked_worker_that_dies_is_dropped_and_others_answer(watt_runtime):
+    rt = watt_runtime({"entrypoint": "a", "applications": [
+        app_config("a"), app_config("b", workers=2)]})
+
+    def fetch(path="/whoami"):
+        return httpx.get(rt.url + "/fetch", params={"target": "b.plt.local", "path": path},
+                         timeout=30).json()
+
+    fetch()  # links a to both workers of b
+    died = fetch("/die")
+    assert died["status"] in (500, 502)  # the call ends, it does not hang
+    survivors = {json.loads(fetch()["body"])["interpreter"] for _ in range(4)}
+    assert len(survivors) == 1
+    statuses = sorted(w["status"] for a in rt.applications() if a["id"] == "b"
+                      for w in a["workers"])
+    assert statuses == ["dead", "ready"]

@@ -11,7 +11,6 @@ granian embedded) runs on the main loop; only it binds a port.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import uuid
@@ -20,22 +19,9 @@ from .channel import protocol as p
 from .channel.endpoint import Stream, StreamClosed
 from .errors import WattError
 
-_ERROR_STATUS = {"WATT_WORKER_DIED": 502, "WATT_MESH_WORKER_DIED": 502, "WATT_NO_WORKER": 503,
-                 "WATT_MESH_UNKNOWN_APP": 502, "WATT_MESH_TIMEOUT": 504}
-
-
-def _error_response(code: str) -> tuple[int, list, bytes]:
-    status = _ERROR_STATUS.get(code, 500)
-    reason = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
-              504: "Gateway Timeout"}[status]
-    # The app's exception text stays in the logs: it may hold secrets.
-    body = json.dumps({"error": reason, "code": code}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    return status, headers, body
-
 
 async def _send_error(send, code: str) -> None:
-    status, headers, body = _error_response(code)
+    status, headers, body = p.error_response(code)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from .channel import protocol as p
 from .channel.endpoint import Channel
+from .links import Links
 
 
 class RoundRobin:
@@ -39,6 +40,7 @@ class Router:
 
     def __init__(self) -> None:
         self.pools: dict[str, object] = {}
+        self.links = Links()
 
     def add(self, app_id: str, pool) -> None:
         self.pools[app_id] = pool
@@ -48,11 +50,12 @@ class Router:
         pool = self.pools.get(app_id)
         return None if pool is None else pool.pick()
 
-    def attach(self, channel: Channel) -> None:
-        """Let ``channel``'s worker open mesh streams."""
-        channel.on_request = lambda frame: self._mesh_request(channel, frame)
+    def attach(self, worker) -> None:
+        """Let ``worker`` open mesh streams (and get direct links to its targets)."""
+        worker.channel.on_request = lambda frame: self._mesh_request(worker, frame)
 
-    def _mesh_request(self, source: Channel, frame: tuple) -> None:
+    def _mesh_request(self, caller, frame: tuple) -> None:
+        source = caller.channel
         sid = frame[1]
         target = frame[2]
         app_id = p.mesh_app_id(target)
@@ -79,6 +82,7 @@ class Router:
         dest.streams[dest_sid] = _TargetEnd(relay, dest, dest_sid, source, sid)
         relay.ends = (source.streams[sid], dest.streams[dest_sid])
         dest.send((p.REQUEST, dest_sid, app_id) + frame[3:])
+        self.links.want(caller, app_id, pool)
 
 
 class _Relay:

@@ -18,6 +18,7 @@ from pathlib import Path
 from loguru import logger
 
 from .capability import Capability, discover
+from .channel.protocol import UNLINKED
 from .config import ApplicationConfig, Config, LoadedConfig, load_config
 from .entrypoint import Forwarder, create_engine, forward
 from .errors import ConfigError, WattError
@@ -59,10 +60,13 @@ class AppPool:
         }
 
     async def _start_worker(self, index: int, kind: str) -> WorkerHandle:
+        links = self.runtime.router.links
         worker = create_worker(kind, app_id=self.app.id, index=index, spec=self._spec(index),
-                               on_exit=self.runtime._worker_exited)
+                               on_exit=self.runtime._worker_exited, on_gone=links.worker_gone,
+                               on_control=_link_control(links))
         await worker.start(timeout=self.runtime.start_timeout)
-        self.runtime.router.attach(worker.channel)
+        self.runtime.router.attach(worker)
+        links.worker_ready(worker)
         return worker
 
     async def start(self) -> None:
@@ -90,6 +94,8 @@ class AppPool:
         self.isolation = kind
 
     async def stop(self, timeout: float) -> None:
+        for worker in self.workers:  # linked callers stop opening calls on them first
+            self.runtime.router.links.worker_stopping(worker)
         await asyncio.gather(*(w.stop(timeout) for w in self.workers), return_exceptions=True)
 
     def info(self) -> dict:
@@ -99,6 +105,14 @@ class AppPool:
 
 def _is_ready(worker: WorkerHandle) -> bool:
     return worker.status == READY
+
+
+def _link_control(links):
+    def on_control(worker: WorkerHandle, frame: tuple) -> None:
+        if frame[0] == UNLINKED:
+            links.unlinked(worker, frame[2])
+
+    return on_control
 
 
 class InjectResponse:
@@ -236,6 +250,7 @@ class Runtime:
                 await self._engine.stop()
         finally:
             await self._stop_pools()
+            self.router.links.close_all()
             self._state = "stopped"
 
     async def _stop_pools(self) -> None:

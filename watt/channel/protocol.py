@@ -25,6 +25,12 @@ Frame layouts (``sid`` = stream id)::
     (STOP, 0, graceful_timeout_ms)               main -> worker
     (STOPPED, 0)                                 worker -> main
     (FATAL, 0, code, message, traceback, subinterpreter_unsupported)
+    (LINK, 0, link_id, app_id, send_qid, recv_qid, wake_send_fd, wake_recv_fd)
+                          main -> caller: a direct channel to one worker of app_id
+    (LINK_SERVE, 0, link_id, send_qid, recv_qid, wake_send_fd, wake_recv_fd)
+                          main -> target: serve requests arriving on that channel
+    (UNLINK, 0, link_id, gone)  main -> worker: stop using the link; gone=1: close it
+    (UNLINKED, 0, link_id)      worker -> main: closed, its fds may be freed
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ READY = 20
 STOP = 21
 STOPPED = 22
 FATAL = 23
+LINK = 24
+LINK_SERVE = 25
+UNLINK = 26
+UNLINKED = 27
 
 KIND_NAMES = {
     REQUEST: "REQUEST",
@@ -60,6 +70,10 @@ KIND_NAMES = {
     STOP: "STOP",
     STOPPED: "STOPPED",
     FATAL: "FATAL",
+    LINK: "LINK",
+    LINK_SERVE: "LINK_SERVE",
+    UNLINK: "UNLINK",
+    UNLINKED: "UNLINKED",
 }
 
 # Frames that end a stream for the side receiving them.
@@ -251,6 +265,27 @@ def decode_scope(encoded: tuple) -> dict:
     else:
         scope["subprotocols"] = list(subprotocols or ())
     return scope
+
+
+# Stream errors that a gateway answers with an HTTP status (the request reached
+# the target, or no worker could take it); the body names the code, never the
+# exception text, which stays in the logs.
+_ERROR_STATUS = {
+    "WATT_APP_UNHANDLED_ERROR": (500, b"Internal Server Error"),
+    "WATT_WORKER_DIED": (502, b"Bad Gateway"),
+    "WATT_MESH_WORKER_DIED": (502, b"Bad Gateway"),
+    "WATT_MESH_UNKNOWN_APP": (502, b"Bad Gateway"),
+    "WATT_NO_WORKER": (503, b"Service Unavailable"),
+    "WATT_MESH_TIMEOUT": (504, b"Gateway Timeout"),
+}
+
+
+def error_response(code: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """``(status, headers, body)`` of the HTTP answer to a failed stream."""
+    status, reason = _ERROR_STATUS.get(code, (500, b"Internal Server Error"))
+    body = b'{"error": "' + reason + b'", "code": "' + code.encode() + b'"}'
+    return status, [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())], body
 
 
 def mesh_app_id(host: str | None) -> str | None:

@@ -32,11 +32,15 @@ class WorkerHandle:
     kind = "worker"
 
     def __init__(self, *, app_id: str, index: int, spec: dict,
-                 on_exit: Callable[[WorkerHandle], None] | None = None) -> None:
+                 on_exit: Callable[[WorkerHandle], None] | None = None,
+                 on_gone: Callable[[WorkerHandle], None] | None = None,
+                 on_control: Callable[[WorkerHandle, tuple], None] | None = None) -> None:
         self.app_id = app_id
         self.index = index
         self.spec = spec
-        self.on_exit = on_exit
+        self.on_exit = on_exit  # died unexpectedly while serving
+        self.on_gone = on_gone  # ended, whatever the reason
+        self.on_other_control = on_control  # control frames the handle does not own
         self.status = STARTING
         self.channel: Channel | None = None
         self.pid: int | None = None
@@ -101,6 +105,8 @@ class WorkerHandle:
         elif kind == p.STOPPED:
             if not self._stopped.done():
                 self._stopped.set_result(None)
+        elif self.on_other_control is not None:
+            self.on_other_control(self, frame)
 
     def _mark_exited(self) -> None:
         """Called (on the loop) when the worker's thread or process has ended."""
@@ -115,6 +121,8 @@ class WorkerHandle:
                                                "unexpectedly")
         elif self.status == STOPPING:
             self.status = STOPPED
+        if self.on_gone is not None:
+            self.on_gone(self)
         if unexpected and self.on_exit is not None:
             self.on_exit(self)
 

@@ -19,6 +19,7 @@ from watt.channel import protocol as p
 from watt.channel.endpoint import Channel
 
 from . import mesh_client
+from .links import LinkTable
 from .serve import WorkerServer
 
 _SUBINTERPRETER_REFUSAL = "does not support loading in subinterpreters"
@@ -67,9 +68,14 @@ async def serve(spec: dict, transport) -> None:
     server = WorkerServer(channel, spec["app_id"])
     stop = loop.create_future()
 
+    links = LinkTable(channel, server.on_request)
+
     def on_control(frame: tuple) -> None:
-        if frame[0] == p.STOP and not stop.done():
-            stop.set_result(frame[2] / 1000)
+        if frame[0] == p.STOP:
+            if not stop.done():
+                stop.set_result(frame[2] / 1000)
+        else:
+            links.on_control(frame)
 
     def on_lost() -> None:
         if not stop.done():
@@ -79,7 +85,7 @@ async def serve(spec: dict, transport) -> None:
     channel.on_control = on_control
     channel.on_lost = on_lost
     channel.start()
-    mesh_client.install(channel, spec["app_id"], spec.get("mesh_timeout"))
+    mesh_client.install(channel, spec["app_id"], spec.get("mesh_timeout"), links)
 
     try:
         app = _load(spec)
@@ -99,6 +105,7 @@ async def serve(spec: dict, transport) -> None:
     timeout = await stop
     await server.drain(timeout)
     await lifespan.shutdown()
+    links.close_all()
     channel.send((p.STOPPED, 0))
     await _flush(transport)
 

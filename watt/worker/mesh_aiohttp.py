@@ -1,5 +1,231 @@
-"""Placeholder: the adapter is being written; until then this client is not patched."""
+"""aiohttp on the mesh: ``ClientSession`` requests to ``*.plt.local`` go over the channel.
+
+aioresponses replaces ``ClientSession._request`` wholesale, which means
+re-doing (or dropping) what that method does: base URLs, params, cookies,
+auth, redirects, ``raise_for_status``, middlewares, timeouts.  We patch one
+level lower instead, at the two points where ``_request`` touches the
+network: ``BaseConnector.connect`` hands back a :class:`MeshConnection`
+(no socket, no DNS) for a mesh host, and ``ClientRequest.send`` on such a
+connection sends the request as a :class:`MeshCall`.  aiohttp's own
+``ClientResponse.start`` then reads the head from our protocol, and the body
+is an ordinary ``aiohttp.StreamReader`` fed from the call with backpressure,
+so ``read()``, ``text()``, ``json()``, ``content.iter_chunked()`` and
+``async with`` behave as over TCP.
+
+Timeouts: ``sock_read`` is the MeshCall's read timeout; ``total`` works
+unchanged (aiohttp cancels the task; we cancel the call).  Errors carry the
+WATT code: ``ClientConnectorError`` when no application got the request,
+``SocketTimeoutError`` for ``WATT_MESH_TIMEOUT``, ``ServerDisconnectedError``
+otherwise before the head and ``ClientPayloadError`` mid-body.
+Not covered: WebSockets (``ws_connect``), request ``compress=``, br/zstd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import zlib
+from types import SimpleNamespace
+
+from watt.channel.endpoint import StreamClosed
+
+from . import mesh_client as mc
+from .mesh_urllib import reason_phrase
+from .mesh_urllib3 import NOT_DELIVERED
 
 
-def patch(module) -> None:
-    return None
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")  # as aiohttp's own parser does
+
+
+class _BodyWriter:
+    """The stream writer a Payload writes into; the first chunk rides in the REQUEST frame."""
+
+    buffer_size = 0
+
+    def __init__(self, head: tuple) -> None:
+        self.head = head
+        self.call: mc.MeshCall | None = None  # opened with the first frame
+        self.held: bytes | None = None
+        self.output_size = 0
+
+    async def _start(self, body: bytes, more: bool) -> None:
+        self.call = mc.MeshCall()
+        await self.call.start(*self.head, body, more)
+
+    async def write(self, chunk) -> None:
+        chunk = bytes(chunk)
+        if not chunk:
+            return
+        self.output_size += len(chunk)
+        if self.held is None and self.call is None:
+            self.held = chunk
+            return
+        if self.call is None:
+            await self._start(self.held, True)
+        await self.call.send_body(chunk, True)
+
+    async def write_eof(self, chunk: bytes = b"") -> None:
+        await self.write(chunk)
+        if self.call is None:
+            await self._start(self.held or b"", False)
+        else:
+            await self.call.send_body(b"", False)
+
+    async def drain(self) -> None:
+        return None
+
+
+class _Protocol:
+    """What ClientResponse and StreamReader use of a connection's protocol."""
+
+    upgraded = False
+
+    def __init__(self, aiohttp, req) -> None:
+        self.aiohttp, self.req = aiohttp, req
+        self.call: mc.MeshCall | None = None
+        self.pump: asyncio.Task | None = None
+        self.params: dict = {}
+        self.connected = True
+        self._reading_paused = False
+        self._resume = asyncio.Event()
+        self._resume.set()
+
+    def set_response_params(self, **params) -> None:
+        self.params = params
+
+    def pause_reading(self) -> None:
+        self._reading_paused = True
+        self._resume.clear()
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        self._reading_paused = False
+        self._resume.set()
+
+    def start_timeout(self) -> None:
+        return None
+
+    def error(self, exc: mc.MeshCallError, mid_body: bool = False) -> Exception:
+        a = self.aiohttp
+        if exc.code == "WATT_MESH_TIMEOUT":
+            return getattr(a, "SocketTimeoutError", a.ServerTimeoutError)(str(exc))
+        if mid_body:
+            return a.ClientPayloadError(f"Response payload is not completed: {exc}")
+        if exc.code in NOT_DELIVERED:
+            return a.ClientConnectorError(self.req.connection_key, OSError(None, str(exc)))
+        return a.ServerDisconnectedError(str(exc))
+
+    async def read(self):
+        """The response head, as ``ClientResponse.start`` expects: ``(message, payload)``."""
+        timeout = self.params.get("read_timeout")
+        try:
+            status, pairs, first, more = await self.call.response(timeout)
+        except mc.MeshCallError as exc:
+            raise self.error(exc) from None
+        except asyncio.CancelledError:
+            self.call.cancel()
+            raise
+        from multidict import CIMultiDict, CIMultiDictProxy
+
+        a = self.aiohttp
+        headers = CIMultiDictProxy(CIMultiDict((_text(k), _text(v)) for k, v in pairs))
+        content = a.StreamReader(self, self.params.get("read_bufsize") or 2**16,
+                                 timer=self.params.get("timer"),
+                                 loop=asyncio.get_running_loop())
+        decoder = None
+        if (self.params.get("auto_decompress", True)
+                and headers.get("Content-Encoding", "").lower() in ("gzip", "deflate")):
+            decoder = zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib header
+        self.pump = asyncio.get_running_loop().create_task(
+            self._pump(content, first, more, timeout, decoder))
+        message = SimpleNamespace(version=a.HttpVersion11, code=status,
+                                  reason=reason_phrase(status), headers=headers,
+                                  raw_headers=tuple(pairs), should_close=False,
+                                  compression=None, upgrade=False, chunked=False)
+        return message, content
+
+    async def _pump(self, content, chunk: bytes, more: bool, timeout, decoder) -> None:
+        try:
+            while True:
+                if decoder is not None:
+                    chunk = decoder.decompress(chunk) + (b"" if more else decoder.flush())
+                if chunk:
+                    content.feed_data(chunk)
+                if not more:
+                    break
+                await self._resume.wait()  # the reader's buffer is full: stop pulling
+                chunk, more = await self.call.next_chunk(timeout)
+            content.feed_eof()
+        except mc.MeshCallError as exc:
+            content.set_exception(self.error(exc, mid_body=True))
+        except Exception as exc:  # a bad gzip stream: fail the reader, never leave it hanging
+            content.set_exception(self.aiohttp.ClientPayloadError(f"{type(exc).__name__}: {exc}"))
+            self.call.cancel()
+
+    def close(self) -> None:
+        self.connected = False
+        if self.pump is not None and not self.pump.done():
+            self.pump.cancel()
+        if self.call is not None:
+            self.call.cancel()
+
+
+class MeshConnection:
+    """Stands in for aiohttp's ``Connection``: one MeshCall instead of a pooled socket."""
+
+    transport = None
+
+    def __init__(self, aiohttp, req) -> None:
+        self.protocol = _Protocol(aiohttp, req)
+
+    @property
+    def closed(self) -> bool:
+        return not self.protocol.connected
+
+    def release(self) -> None:
+        self.protocol.close()  # a mesh call is not reused; an unread rest is dropped
+
+    def close(self) -> None:
+        self.protocol.close()
+
+
+def patch(aiohttp) -> None:
+    if getattr(aiohttp, "_watt_mesh", False):
+        return
+    aiohttp._watt_mesh = True
+    original_connect = aiohttp.BaseConnector.connect
+    original_send = aiohttp.ClientRequest.send
+    has_stream_writer = "stream_writer" in inspect.signature(aiohttp.ClientResponse).parameters
+
+    async def connect(self, req, *args, **kwargs):
+        if mc.is_mesh_host(req.url.host):
+            return MeshConnection(aiohttp, req)
+        return await original_connect(self, req, *args, **kwargs)
+
+    async def send(self, conn):
+        if not isinstance(conn, MeshConnection):
+            return await original_send(self, conn)
+        headers = tuple((_k.lower().encode(), _v.encode()) for _k, _v in self.headers.items())
+        host = self.headers.get("Host") or self.url.host
+        writer = _BodyWriter((self.method, host, self.url.raw_path_qs.encode(), headers))
+        try:
+            if self.body:
+                await self.body.write(writer)
+            await writer.write_eof()
+        except StreamClosed:
+            pass  # the target answered or failed early: read() reports which
+        except BaseException:
+            if writer.call is not None:
+                writer.call.cancel()
+            raise
+        finally:
+            conn.protocol.call = writer.call
+        extra = {"stream_writer": writer} if has_stream_writer else {}
+        self.response = self.response_class(
+            self.method, self.original_url, writer=None, continue100=None, timer=self._timer,
+            request_info=self.request_info, traces=self._traces, loop=self.loop,
+            session=self._session, **extra)
+        return self.response
+
+    aiohttp.BaseConnector.connect = connect
+    aiohttp.ClientRequest.send = send

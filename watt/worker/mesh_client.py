@@ -26,6 +26,7 @@ from watt.channel import protocol as p
 from watt.channel.endpoint import Channel, Stream
 
 _channel: Channel | None = None
+_links = None  # LinkTable: direct channels to other workers, set by bootstrap
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_thread: int | None = None
 _app_id: str | None = None
@@ -38,7 +39,8 @@ _default_timeout: float | None = 30.0
 propagated: ContextVar[tuple] = ContextVar("watt_propagated", default=())
 PROPAGATE = (b"x-request-id", b"traceparent", b"tracestate")
 
-_WORKER_DIED_BODY = (b'{"error": "Bad Gateway", "code": "WATT_MESH_WORKER_DIED"}')
+# Errors after the target received the request: the caller gets a response.
+_ANSWERED = frozenset({"WATT_MESH_WORKER_DIED", "WATT_WORKER_DIED", "WATT_APP_UNHANDLED_ERROR"})
 
 
 class MeshCallError(Exception):
@@ -50,10 +52,13 @@ class MeshCallError(Exception):
         self.message = message
 
 
-def install(channel: Channel, app_id: str, default_timeout: float | None = 30.0) -> None:
-    """Make this worker's HTTP clients reach ``*.plt.local`` over ``channel``."""
-    global _channel, _loop, _loop_thread, _app_id, _default_timeout
+def install(channel: Channel, app_id: str, default_timeout: float | None = 30.0,
+            links=None) -> None:
+    """Make this worker's HTTP clients reach ``*.plt.local`` over ``channel``
+    (or over a direct link to the target's worker, when ``links`` has one)."""
+    global _channel, _loop, _loop_thread, _app_id, _default_timeout, _links
     _channel = channel
+    _links = links
     _loop = asyncio.get_running_loop()
     _loop_thread = threading.get_ident()
     _app_id = app_id
@@ -76,8 +81,9 @@ class MeshCall:
         if _channel is None:
             raise MeshCallError("WATT_MESH_UNAVAILABLE",
                                 "the mesh is only reachable from inside a Watt worker")
-        self.stream: Stream = _channel.open_stream()
+        self.stream: Stream | None = None
         self.done = False
+        self._retry: tuple | None = None  # the REQUEST frame, while it may be resent
 
     async def start(self, method: str, host: str, raw_path: bytes, headers,
                     body: bytes, more: bool, kind: str = "http",
@@ -96,9 +102,14 @@ class MeshCall:
                  flat, None, (hostname, 80), tuple(subprotocols) if kind != "http" else None)
         pieces = p.split_chunks(body)
         first = pieces[0]
+        link = _links.pick(p.mesh_app_id(hostname)) if _links is not None else None
+        self.stream = (link or _channel).open_stream()
         self.stream.charge(len(first))
         more_after_first = more or len(pieces) > 1
-        self.stream.send((p.REQUEST, self.stream.sid, hostname, scope, first, more_after_first))
+        request = (p.REQUEST, self.stream.sid, hostname, scope, first, more_after_first)
+        self.stream.send(request)
+        if link is not None and not more_after_first:
+            self._retry = request
         if len(pieces) > 1:
             await self.send_body(body[len(first):], more)
 
@@ -112,16 +123,25 @@ class MeshCall:
         as a gateway would; errors before that raise :class:`MeshCallError`.
         """
         frame = await self._next(timeout)
+        if frame[0] == p.ERROR and frame[2] == "WATT_NO_WORKER" and self._retry is not None:
+            # The linked worker is stopping and did not take the request: the
+            # main side picks a worker that is ready.
+            self.stream.finish()
+            self.stream = _channel.open_stream()
+            self.stream.send((p.REQUEST, self.stream.sid) + self._retry[2:])
+            self._retry = None
+            frame = await self._next(timeout)
+        self._retry = None
         if frame[0] == p.RESPONSE_START:
             _, _, status, headers, body, more = frame
             self._got(body, more)
             return status, p.pair_headers(headers), body, more
-        if frame[0] == p.ERROR and frame[2] == "WATT_MESH_WORKER_DIED":
+        if frame[0] == p.ERROR and frame[2] in _ANSWERED:
+            # The target got the request and failed: answer as a gateway would.
             self.done = True
             self.stream.finish()
-            return 502, [(b"content-type", b"application/json"),
-                         (b"content-length", str(len(_WORKER_DIED_BODY)).encode())], \
-                _WORKER_DIED_BODY, False
+            status, headers, body = p.error_response(frame[2])
+            return status, headers, body, False
         self._fail(frame)
 
     async def next_chunk(self, timeout: float | None = None) -> tuple[bytes, bool]:
@@ -161,7 +181,7 @@ class MeshCall:
 
     def cancel(self) -> None:
         """Stop the call: the target app sees ``http.disconnect``."""
-        if not self.done:
+        if not self.done and self.stream is not None:
             self.done = True
             self.stream.send((p.CANCEL, self.stream.sid))
             self.stream.finish()

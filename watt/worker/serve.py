@@ -28,13 +28,15 @@ class WorkerServer:
         self.stopping = False
 
     # -- dispatch -----------------------------------------------------------------
-    def on_request(self, frame: tuple) -> None:
+    def on_request(self, frame: tuple, channel: Channel | None = None) -> None:
+        """A REQUEST from the main side or, for direct links, from another worker."""
+        channel = channel or self.channel
         sid = frame[1]
         if self.app is None or self.stopping:
-            self.channel.send((p.ERROR, sid, "WATT_NO_WORKER",
-                               f"worker of {self.app_id!r} is not serving"))
+            channel.send((p.ERROR, sid, "WATT_NO_WORKER",
+                          f"worker of {self.app_id!r} is not serving"))
             return
-        stream = self.channel.accept_stream(sid)
+        stream = channel.accept_stream(sid)
         kind = frame[3][0]
         coro = self._http(stream, frame) if kind == "http" else self._websocket(stream, frame)
         task = asyncio.get_running_loop().create_task(coro)

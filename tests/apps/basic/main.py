@@ -131,6 +131,10 @@ async def app(scope, receive, send):
         raise RuntimeError("boom: secret-token-123")
     if path == "/crash":
         os._exit(3)
+    if path == "/die":
+        # Ends this worker's event loop (and so the worker) without killing the process.
+        asyncio.get_running_loop().stop()
+        await asyncio.Event().wait()
     if path == "/mesh":
         import httpx
 
