@@ -170,7 +170,7 @@ class MeshWebSocket:
     async def receive(self, timeout: float | None = None) -> str | bytes:
         """The next message; raises ``MeshError(WATT_MESH_WS_CLOSED)`` once closed."""
         call = self._open()
-        frame = await call._next(timeout, use_default=False)
+        frame = await call._next(timeout, use_default=False, spin=False)
         if frame[0] == _p.WS_MESSAGE:
             text, data = frame[2], frame[3]
             call.stream.consumed(len(data) if data is not None else len(text.encode()))

@@ -57,6 +57,9 @@ class AppPool:
             "loader": self.capability.loader,
             "options": self.options,
             "mesh_timeout": self.runtime.config.mesh.timeout,
+            # Experimental, off by default: poll queues briefly before sleeping
+            # (watt/worker/spin.py); benchmarks/mesh.py measures it.
+            "spin": os.environ.get("WATT_SPIN") == "1",
         }
 
     async def _start_worker(self, index: int, kind: str) -> WorkerHandle:

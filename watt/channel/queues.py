@@ -52,7 +52,7 @@ class QueueTransport:
         self.send_qid = send_qid
         self.recv_qid = recv_qid
         self._wake_send_fd = wake_send_fd
-        self._wake_recv_fd = wake_recv_fd
+        self.wake_recv_fd = wake_recv_fd
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_frames: Callable[[list], None] | None = None
         self._closed = False
@@ -65,7 +65,7 @@ class QueueTransport:
         self._loop = asyncio.get_running_loop()
         self._on_frames = on_frames
         self._on_eof = on_eof
-        self._loop.add_reader(self._wake_recv_fd, self._drain)
+        self._loop.add_reader(self.wake_recv_fd, self._drain)
         # Frames may have been queued before we watched the pipe.
         self._drain()
 
@@ -83,7 +83,7 @@ class QueueTransport:
 
     def _drain(self) -> None:
         try:
-            data = os.read(self._wake_recv_fd, 65536)
+            data = os.read(self.wake_recv_fd, 65536)
         except BlockingIOError:
             data = b"?"
         except OSError:
@@ -109,7 +109,7 @@ class QueueTransport:
     def _stop_reading(self) -> None:
         if self._loop is not None:
             try:
-                self._loop.remove_reader(self._wake_recv_fd)
+                self._loop.remove_reader(self.wake_recv_fd)
             except Exception:
                 pass
 

@@ -37,7 +37,14 @@ def run_subinterpreter(spec: dict) -> None:
     _prepare(spec, own_process=False)
     transport = QueueTransport(spec["to_main"], spec["to_worker"],
                                spec["wake_main"], spec["wake_worker"])
-    asyncio.run(serve(spec, transport))
+    if spec.get("spin"):
+        from .spin import SpinSelector
+
+        selector = SpinSelector(mesh_client.waiting, mesh_client.read_queues)
+        asyncio.run(serve(spec, transport),
+                    loop_factory=lambda: asyncio.SelectorEventLoop(selector))
+    else:
+        asyncio.run(serve(spec, transport))
 
 
 def run_process() -> None:

@@ -33,6 +33,10 @@ class LinkTable:
         self._next[app_id] = i + 1
         return routes[i][1]
 
+    def read_queues(self):
+        for channel in self._by_id.values():
+            yield channel.transport.recv_qid, channel.transport.wake_recv_fd
+
     def on_control(self, frame: tuple) -> bool:
         """Handle a link control frame; False when ``frame`` is not one."""
         kind = frame[0]

@@ -23,6 +23,7 @@ Not covered: WebSockets (``ws_connect``), request ``compress=``, br/zstd.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import zlib
 from types import SimpleNamespace
@@ -177,15 +178,24 @@ class MeshConnection:
 
     def __init__(self, aiohttp, req) -> None:
         self.protocol = _Protocol(aiohttp, req)
+        self._callbacks: list = []  # e.g. the session's total-timeout handle
 
     @property
     def closed(self) -> bool:
         return not self.protocol.connected
 
+    def add_callback(self, callback) -> None:
+        if callback is not None:
+            self._callbacks.append(callback)
+
     def release(self) -> None:
-        self.protocol.close()  # a mesh call is not reused; an unread rest is dropped
+        self.close()  # a mesh call is not reused; an unread rest is dropped
 
     def close(self) -> None:
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            with contextlib.suppress(Exception):
+                callback()
         self.protocol.close()
 
 

@@ -70,6 +70,23 @@ def install(channel: Channel, app_id: str, default_timeout: float | None = 30.0,
         sys.meta_path.insert(0, _PatchFinder())
 
 
+_inflight = 0  # mesh calls of this worker waiting for their response
+
+
+def waiting() -> bool:
+    """True while a mesh call of this worker waits for its response."""
+    return _inflight > 0
+
+
+def read_queues():
+    """``(queue id, wake-up fd)`` of every queue this worker receives frames on."""
+    transport = _channel.transport if _channel is not None else None
+    if getattr(transport, "recv_qid", None) is not None:
+        yield transport.recv_qid, transport.wake_recv_fd
+    if _links is not None:
+        yield from _links.read_queues()
+
+
 def is_mesh_host(host: str | None) -> bool:
     return p.mesh_app_id(host) is not None
 
@@ -154,16 +171,27 @@ class MeshCall:
             return chunk, more
         self._fail(frame)
 
-    async def _next(self, timeout: float | None, use_default: bool = True) -> tuple:
+    async def _next(self, timeout: float | None, use_default: bool = True,
+                    spin: bool = True) -> tuple:
+        global _inflight
+        frame = self.stream.receive_nowait()
+        if frame is not None:
+            return frame
         if timeout is None and use_default:
             timeout = _default_timeout
-        if timeout is None:
-            return await self.stream.receive()
+        if spin:
+            _inflight += 1
         try:
-            return await asyncio.wait_for(self.stream.receive(), timeout)
+            if timeout is None:
+                return await self.stream.receive()
+            async with asyncio.timeout(timeout):
+                return await self.stream.receive()
         except TimeoutError:
             self.cancel()
             raise MeshCallError("WATT_MESH_TIMEOUT", f"no response within {timeout} s") from None
+        finally:
+            if spin:
+                _inflight -= 1
 
     def _got(self, chunk: bytes, more: bool) -> None:
         if more:

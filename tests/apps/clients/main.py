@@ -62,13 +62,18 @@ class Digest:
                 "json": parsed}
 
 
+def _timeout(q) -> dict:
+    """Each client's own default unless the test asks for a timeout."""
+    return {"timeout": float(q["timeout"])} if "timeout" in q else {}
+
+
 def via_urllib3(q, body):
     import urllib3
 
     http = urllib3.PoolManager(retries=False)
     stream = q.get("stream") == "1"
     r = http.request(q["method"], q["url"], body=body, preload_content=not stream,
-                     timeout=float(q.get("timeout", 30)))
+                     **_timeout(q))
     digest = Digest(r.status, r.headers.get("content-type"))
     for chunk in r.stream(65536) if stream else [r.data]:
         digest.add(chunk)
@@ -79,16 +84,15 @@ def via_urllib3(q, body):
 def via_requests(q, body):
     import requests
 
-    timeout = float(q.get("timeout", 30))
     if q.get("stream") == "1":
         with requests.Session() as session:
             with session.request(q["method"], q["url"], data=body, stream=True,
-                                 timeout=timeout) as r:
+                                 **_timeout(q)) as r:
                 digest = Digest(r.status_code, r.headers.get("content-type"))
                 for chunk in r.iter_content(65536):
                     digest.add(chunk)
                 return digest.result()
-    r = requests.request(q["method"], q["url"], data=body, timeout=timeout)
+    r = requests.request(q["method"], q["url"], data=body, **_timeout(q))
     digest = Digest(r.status_code, r.headers.get("content-type"))
     digest.add(r.content)
     return digest.result(r.json() if "json" in digest.content_type else None)
@@ -98,10 +102,9 @@ def via_urllib(q, body):
     import urllib.request
 
     request = urllib.request.Request(q["url"], data=body, method=q["method"])
-    timeout = float(q.get("timeout", 30))
     stream = q.get("stream") == "1"
     opener = urllib.request.build_opener() if stream else None
-    with (opener.open if stream else urllib.request.urlopen)(request, timeout=timeout) as r:
+    with (opener.open if stream else urllib.request.urlopen)(request, **_timeout(q)) as r:
         digest = Digest(r.status, r.getheader("content-type"))
         assert r.headers.get("content-type") == r.getheader("content-type")
         for chunk in iter(lambda: r.read(65536), b"") if stream else [r.read()]:
@@ -120,9 +123,9 @@ async def via_aiohttp(q, body):
                 yield chunk
 
         body = agen()
-    timeout = aiohttp.ClientTimeout(sock_read=float(q.get("timeout", 30)))
     kwargs = {"json": {"hello": "mesh"}} if q.get("up") == "json" else {"data": body}
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    timeout = {"timeout": aiohttp.ClientTimeout(sock_read=float(q["timeout"]))} if "timeout" in q else {}
+    async with aiohttp.ClientSession(**timeout) as session:  # default: total=300, sock_read=None
         async with session.request(q["method"], q["url"], **kwargs) as r:
             digest = Digest(r.status, r.headers.get("content-type"))
             if q.get("stream") == "1":
@@ -151,8 +154,10 @@ async def call(q: dict) -> dict:
         else:
             result = await asyncio.to_thread(client, q, body)
     except Exception as exc:  # noqa: BLE001 - the test inspects it
+        reason = getattr(exc, "reason", None)  # urllib's URLError wraps the cause
         result = {"error": f"{type(exc).__name__}: {exc}",
-                  "error_types": [f"{c.__module__}.{c.__name__}" for c in type(exc).__mro__]}
+                  "error_types": [f"{c.__module__}.{c.__name__}" for c in type(exc).__mro__],
+                  "reason": type(reason).__name__ if isinstance(reason, Exception) else None}
     result["sockets"] = len(_events) - before
     result["sent_sha256"] = hashlib.sha256(sent).hexdigest()
     return result
