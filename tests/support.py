@@ -65,3 +65,19 @@ class WattProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def reset_memory_high_water() -> int:
+    """Reset this process's peak RSS (VmHWM); return the current RSS in KiB."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    return status_kb("VmRSS")
+
+
+def status_kb(field: str) -> int:
+    """A ``/proc/self/status`` field in KiB (VmRSS, VmHWM)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"{field} not in /proc/self/status")

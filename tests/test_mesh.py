@@ -7,7 +7,7 @@ import os
 
 import httpx
 import pytest
-from support import app_config
+from support import app_config, reset_memory_high_water, status_kb
 
 from watt.testing import RuntimeHandle
 
@@ -106,26 +106,16 @@ def test_websocket_through_the_mesh(mesh):
                          "closed": "WATT_MESH_WS_CLOSED", "code": 4001, "subprotocol": "chat"}
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(field)
-
-
 def test_100_mb_through_two_mesh_hops_with_bounded_memory(mesh):
     size = 100 * 1024 * 1024
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-    baseline = _status_kb("VmRSS")
+    baseline = reset_memory_high_water()
     received = 0
     with httpx.Client(timeout=120) as client, client.stream(
             "GET", mesh.url + "/relay", params={"via": "mid,b", "size": str(size)}) as response:
         for piece in response.iter_raw():
             received += len(piece)
     assert received == size
-    growth_mb = (_status_kb("VmHWM") - baseline) / 1024
+    growth_mb = (status_kb("VmHWM") - baseline) / 1024
     assert growth_mb < 100, f"memory grew by {growth_mb:.0f} MB for 100 MB over two hops"
 
 
@@ -172,3 +162,11 @@ def test_a_linked_worker_that_dies_is_dropped_and_others_answer(watt_runtime):
     statuses = sorted(w["status"] for a in rt.applications() if a["id"] == "b"
                       for w in a["workers"])
     assert statuses == ["dead", "ready"]
+
+
+def test_a_target_that_answers_before_reading_the_upload_does_not_hang_it(mesh):
+    assert call(mesh, "/mesh-upload-rejected", target="b.plt.local") == {"status": 413}
+    # Through the entrypoint too: a 2 MB upload refused before it is read.
+    response = httpx.post(mesh.url + "/reject-upload", content=b"x" * (2 * 1024 * 1024),
+                          timeout=30)
+    assert response.status_code == 413

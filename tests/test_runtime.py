@@ -6,7 +6,7 @@ import os
 
 import httpx
 import pytest
-from support import app_config
+from support import app_config, reset_memory_high_water, status_kb
 
 from watt.testing import RuntimeHandle
 
@@ -92,24 +92,10 @@ def test_mesh_streams_large_bodies_both_ways(stack):
     assert reply == {"down": size, "up": size}
 
 
-def _rss_high_water_reset() -> None:
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
-
-
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(field)
-
-
 def test_200_mb_upload_and_download_with_bounded_memory(stack):
     size = 200 * 1024 * 1024
     chunk = b"z" * (256 * 1024)
-    _rss_high_water_reset()
-    baseline = _status_kb("VmRSS")
+    baseline = reset_memory_high_water()
 
     def body():
         for _ in range(size // len(chunk)):
@@ -123,7 +109,7 @@ def test_200_mb_upload_and_download_with_bounded_memory(stack):
                 down += len(piece)
     assert up["bytes"] == size
     assert down == size
-    growth_mb = (_status_kb("VmHWM") - baseline) / 1024
+    growth_mb = (status_kb("VmHWM") - baseline) / 1024
     assert growth_mb < 100, f"memory grew by {growth_mb:.0f} MB for a 200 MB transfer"
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 from .channel import protocol as p
+from .channel.message import close_fds
 from .channel.queues import create_queue, destroy_queue
 from .isolation.base import READY, STOPPING
 
@@ -112,11 +113,7 @@ class Links:
         self._links.pop(link.id, None)
         for qid in link.queues:
             destroy_queue(qid)
-        for fd in link.fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_fds(link.fds)
 
     def close_all(self) -> None:
         """Free every link (all workers have stopped)."""

@@ -20,10 +20,10 @@ It loads in a subinterpreter (standard library only; httpx only when
 
 from __future__ import annotations
 
-import json as _json
 from urllib.parse import urlsplit
 
 from watt.channel import protocol as _p
+from watt.channel.message import Response
 from watt.worker import mesh_client as _mc
 
 __all__ = ["MeshError", "MeshResponse", "MeshWebSocket", "fetch", "fetch_sync", "transport",
@@ -32,32 +32,11 @@ __all__ = ["MeshError", "MeshResponse", "MeshWebSocket", "fetch", "fetch_sync", 
 MeshError = _mc.MeshCallError
 
 
-class MeshResponse:
-    """A complete mesh response: ``status``, ``headers`` (pairs of bytes), ``body``."""
+class MeshResponse(Response):
+    """A complete mesh response: ``status``, ``headers`` (pairs of bytes), ``body``,
+    ``text``, ``json()``, ``header(name)``."""
 
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, headers: list, body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def header(self, name: str) -> str | None:
-        key = name.lower().encode("latin-1")
-        for k, v in self.headers:
-            if k.lower() == key:
-                return v.decode("latin-1")
-        return None
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
-
-    def json(self):
-        return _json.loads(self.body)
-
-    def __repr__(self) -> str:
-        return f"<MeshResponse {self.status} {len(self.body)} bytes>"
+    __slots__ = ()
 
 
 def _target(url: str, schemes: tuple[str, ...]) -> tuple[str, bytes]:

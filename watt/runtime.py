@@ -18,6 +18,7 @@ from pathlib import Path
 from loguru import logger
 
 from .capability import Capability, discover
+from .channel.message import Response
 from .channel.protocol import UNLINKED
 from .config import ApplicationConfig, Config, LoadedConfig, load_config
 from .entrypoint import Forwarder, create_engine, forward
@@ -118,32 +119,11 @@ def _link_control(links):
     return on_control
 
 
-class InjectResponse:
-    """What :meth:`Runtime.inject` returns."""
+class InjectResponse(Response):
+    """What :meth:`Runtime.inject` returns: ``status``, ``headers``, ``body``,
+    ``text``, ``json()``, ``header(name)``."""
 
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def header(self, name: str) -> str | None:
-        key = name.lower().encode("latin-1")
-        for k, v in self.headers:
-            if k.lower() == key:
-                return v.decode("latin-1")
-        return None
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
-
-    def json(self):
-        import json
-
-        return json.loads(self.body)
-
-    def __repr__(self) -> str:
-        return f"<InjectResponse {self.status} {len(self.body)} bytes>"
+    __slots__ = ()
 
 
 class Runtime:

@@ -105,6 +105,7 @@ class Stream:
         "channel",
         "closed_by_peer",
         "finished",
+        "peer_done",
         "sid",
     )
 
@@ -118,6 +119,9 @@ class Stream:
         self._credit_waiter: asyncio.Future | None = None
         self.closed_by_peer: tuple | None = None  # the CANCEL/ERROR/WS_CLOSE frame
         self.finished = False
+        # The peer sent its whole response: it will read no more of our body,
+        # so waiting for credit would wait forever (e.g. a 413 before reading).
+        self.peer_done = False
 
     # -- receiving ------------------------------------------------------------
     def feed(self, frame: tuple) -> None:
@@ -129,6 +133,10 @@ class Stream:
             return
         if kind in p.TERMINAL and self.closed_by_peer is None:
             self.closed_by_peer = frame
+            self._wake_credit()
+        elif (kind == p.RESPONSE_BODY and not frame[3]) or (
+                kind == p.RESPONSE_START and not frame[5]):
+            self.peer_done = True
             self._wake_credit()
         self._inbox.append(frame)
         waiter = self._waiter
@@ -172,6 +180,9 @@ class Stream:
         while not self._send_window.can_send():
             if self.closed_by_peer is not None:
                 raise StreamClosed(*_closed_reason(self.closed_by_peer))
+            if self.peer_done:
+                raise StreamClosed("WATT_STREAM_CLOSED",
+                                   "the peer answered before reading the whole body")
             self._credit_waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._credit_waiter

@@ -15,6 +15,7 @@ import sys
 
 from ..channel import protocol as p
 from ..channel.endpoint import Channel
+from ..channel.message import close_fds
 from ..channel.pipes import PipeTransport
 from .base import WorkerHandle
 
@@ -83,9 +84,5 @@ class ProcessWorker(WorkerHandle):
         if self._proc is not None and self._proc.returncode is None:
             self._proc.kill()
             await self._proc.wait()
-        for fd in self._fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_fds(self._fds)
         self._fds = []

@@ -18,6 +18,7 @@ from loguru import logger
 
 from ..channel import protocol as p
 from ..channel.endpoint import Channel
+from ..channel.message import close_fds
 from ..channel.queues import QueueTransport, create_queue, destroy_queue
 from ..errors import WattError
 from .base import WorkerHandle
@@ -113,9 +114,5 @@ class SubinterpreterWorker(WorkerHandle):
             for qid in self._queues:
                 destroy_queue(qid)
             self._queues = None
-        for fd in self._fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_fds(self._fds)
         self._fds = []

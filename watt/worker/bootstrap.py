@@ -45,6 +45,12 @@ def run_subinterpreter(spec: dict) -> None:
                     loop_factory=lambda: asyncio.SelectorEventLoop(selector))
     else:
         asyncio.run(serve(spec, transport))
+    # This thread was not started by this interpreter's threading module; if
+    # the app made it known there (asyncio.to_thread does), forget it now, or
+    # its clean-up runs after threading is torn down and prints a warning.
+    import threading
+
+    threading._active.pop(threading.get_ident(), None)
 
 
 def run_process() -> None:

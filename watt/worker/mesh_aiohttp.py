@@ -1,23 +1,22 @@
 """aiohttp on the mesh: ``ClientSession`` requests to ``*.plt.local`` go over the channel.
 
-aioresponses replaces ``ClientSession._request`` wholesale, which means
-re-doing (or dropping) what that method does: base URLs, params, cookies,
-auth, redirects, ``raise_for_status``, middlewares, timeouts.  We patch one
-level lower instead, at the two points where ``_request`` touches the
-network: ``BaseConnector.connect`` hands back a :class:`MeshConnection`
-(no socket, no DNS) for a mesh host, and ``ClientRequest.send`` on such a
-connection sends the request as a :class:`MeshCall`.  aiohttp's own
-``ClientResponse.start`` then reads the head from our protocol, and the body
-is an ordinary ``aiohttp.StreamReader`` fed from the call with backpressure,
-so ``read()``, ``text()``, ``json()``, ``content.iter_chunked()`` and
+aioresponses replaces ``ClientSession._request`` wholesale, so it must redo
+(or drop) base URLs, params, cookies, auth, redirects, ``raise_for_status``,
+middlewares and timeouts.  We patch one level lower, at the two points where
+``_request`` touches the network: ``BaseConnector.connect`` returns a
+:class:`MeshConnection` (no socket, no DNS) for a mesh host, and
+``ClientRequest.send`` on it sends the request as a :class:`MeshCall`.
+aiohttp's own ``ClientResponse.start`` then reads the head from our
+protocol, and the body is a real ``StreamReader`` fed from the call with
+backpressure, so ``read()/text()/json()``, ``content.iter_chunked()`` and
 ``async with`` behave as over TCP.
 
-Timeouts: ``sock_read`` is the MeshCall's read timeout; ``total`` works
-unchanged (aiohttp cancels the task; we cancel the call).  Errors carry the
-WATT code: ``ClientConnectorError`` when no application got the request,
+Timeouts: ``sock_read`` is the call's read timeout; ``total`` needs nothing
+(aiohttp cancels the task, we cancel the call).  Errors carry the WATT code:
+``ClientConnectorError`` when no application got the request,
 ``SocketTimeoutError`` for ``WATT_MESH_TIMEOUT``, ``ServerDisconnectedError``
-otherwise before the head and ``ClientPayloadError`` mid-body.
-Not covered: WebSockets (``ws_connect``), request ``compress=``, br/zstd.
+before the head, ``ClientPayloadError`` mid-body.  Not covered: WebSockets,
+request ``compress=``, br/zstd response decoding (gzip/deflate are decoded).
 """
 
 from __future__ import annotations
@@ -41,8 +40,6 @@ def _text(raw: bytes) -> str:
 
 class _BodyWriter:
     """The stream writer a Payload writes into; the first chunk rides in the REQUEST frame."""
-
-    buffer_size = 0
 
     def __init__(self, head: tuple) -> None:
         self.head = head
@@ -102,9 +99,6 @@ class _Protocol:
     def resume_reading(self, resume_parser: bool = True) -> None:
         self._reading_paused = False
         self._resume.set()
-
-    def start_timeout(self) -> None:
-        return None
 
     def error(self, exc: mc.MeshCallError, mid_body: bool = False) -> Exception:
         a = self.aiohttp
@@ -215,7 +209,7 @@ def patch(aiohttp) -> None:
     async def send(self, conn):
         if not isinstance(conn, MeshConnection):
             return await original_send(self, conn)
-        headers = tuple((_k.lower().encode(), _v.encode()) for _k, _v in self.headers.items())
+        headers = tuple((k.lower().encode(), v.encode()) for k, v in self.headers.items())
         host = self.headers.get("Host") or self.url.host
         writer = _BodyWriter((self.method, host, self.url.raw_path_qs.encode(), headers))
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from watt.channel.endpoint import StreamClosed
+
 from . import mesh_client as mc
 
 
@@ -67,10 +69,13 @@ def patch(httpx) -> None:
                 await call.start(method, host, raw_path, headers, request.content, False)
             else:
                 await call.start(method, host, raw_path, headers, b"", True)
-                async for chunk in request.stream:
-                    if chunk:
-                        await call.send_body(chunk, True)
-                await call.send_body(b"", False)
+                try:
+                    async for chunk in request.stream:
+                        if chunk:
+                            await call.send_body(chunk, True)
+                    await call.send_body(b"", False)
+                except StreamClosed:
+                    pass  # answered before reading it all: the response says why
             status, pairs, first, more = await call.response(timeout)
         except mc.MeshCallError as exc:
             raise _error(httpx, request, exc) from None
@@ -92,10 +97,13 @@ def patch(httpx) -> None:
                                    request.content, False)
             else:
                 call = mc.run_sync(start_sync_call, method, host, raw_path, headers, b"", True)
-                for chunk in request.stream:
-                    if chunk:
-                        mc.run_sync(call.send_body, chunk, True)
-                mc.run_sync(call.send_body, b"", False)
+                try:
+                    for chunk in request.stream:
+                        if chunk:
+                            mc.run_sync(call.send_body, chunk, True)
+                    mc.run_sync(call.send_body, b"", False)
+                except StreamClosed:
+                    pass  # answered before reading it all: the response says why
             status, pairs, first, more = mc.run_sync(call.response, timeout)
         except mc.MeshCallError as exc:
             raise _error(httpx, request, exc) from None

@@ -243,6 +243,19 @@ async def app(scope, receive, send):
                                 "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return
+    if path == "/reject-upload":
+        # Answers before reading the body, as an auth check or size limit would.
+        return await _json(send, {"error": "too large"}, status=413)
+    if path == "/mesh-upload-rejected":
+        import httpx
+
+        async def body():
+            for _ in range(32):
+                yield b"u" * 65536
+
+        async with httpx.AsyncClient(timeout=30) as client:
+            reply = await client.post(f"http://{q['target']}/reject-upload", content=body())
+        return await _json(send, {"status": reply.status_code})
     if path == "/mesh-sync-in-loop":
         import httpx
 

@@ -124,8 +124,9 @@ async def via_aiohttp(q, body):
 
         body = agen()
     kwargs = {"json": {"hello": "mesh"}} if q.get("up") == "json" else {"data": body}
-    timeout = {"timeout": aiohttp.ClientTimeout(sock_read=float(q["timeout"]))} if "timeout" in q else {}
-    async with aiohttp.ClientSession(**timeout) as session:  # default: total=300, sock_read=None
+    timeout = {"timeout": aiohttp.ClientTimeout(sock_read=float(q["timeout"]))
+               } if "timeout" in q else {}  # else the default: total=300, sock_read=None
+    async with aiohttp.ClientSession(**timeout) as session:
         async with session.request(q["method"], q["url"], **kwargs) as r:
             digest = Digest(r.status, r.headers.get("content-type"))
             if q.get("stream") == "1":
