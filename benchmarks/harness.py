@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Self
@@ -97,6 +97,8 @@ class ServerProcess:
 
     ``url_pattern`` is looked for on stdout and stderr alike; its first group is the
     port, and a port of 0 (printed before binding) is not taken as the URL.
+    ``env`` adds to (or overrides) this process's environment for the server only,
+    e.g. to tell one application where another one listens.
     """
 
     def __init__(
@@ -105,10 +107,12 @@ class ServerProcess:
         argv: Sequence[str],
         cwd: Path,
         url_pattern: re.Pattern[str] = LOCAL_URL,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.cwd = cwd
+        self.env = dict(env or {})
         self._url_pattern = url_pattern
         self._proc: subprocess.Popen[bytes] | None = None
         self._threads: list[threading.Thread] = []
@@ -122,7 +126,7 @@ class ServerProcess:
         """Start the server; raises ServerError if it cannot even be executed."""
         # Unbuffered, so a Python server's "listening on" line reaches our pipe at
         # once instead of sitting in a block buffer until it exits.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         self._started_at = time.monotonic()
         try:
             self._proc = subprocess.Popen(

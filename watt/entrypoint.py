@@ -11,9 +11,9 @@ granian embedded) runs on the main loop; only it binds a port.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket
-import uuid
 
 from .channel import protocol as p
 from .channel.endpoint import Stream, StreamClosed
@@ -45,6 +45,12 @@ class Forwarder:
         await forward(self.router, self.app_id, scope, receive, send)
 
 
+# Request ids: a random prefix per process and a counter, 32 hex digits like a
+# UUID, unique without a syscall per request.
+_ID_PREFIX = os.urandom(10).hex().encode()
+_ID_COUNTER = itertools.count(1)
+
+
 def edge_headers(scope: dict) -> list:
     """Headers as the entrypoint application sees them: a request id when the
     client sent none, and ``x-forwarded-*`` describing the client's hop."""
@@ -64,7 +70,7 @@ def edge_headers(scope: dict) -> list:
             host = value
         headers.append((name, value))
     if request_id is None:
-        headers.append((b"x-request-id", uuid.uuid4().hex.encode()))
+        headers.append((b"x-request-id", b"%s%012x" % (_ID_PREFIX, next(_ID_COUNTER))))
     client = scope.get("client")
     if client:
         ip = str(client[0]).encode()
@@ -96,6 +102,11 @@ async def forward(router, app_id: str, scope: dict, receive, send) -> None:
             await send({"type": "websocket.close", "code": 1013})
             return
         await _forward_websocket(worker.channel.open_stream(), scope, receive, send)
+
+
+#: Seconds after which a request whose body is complete but whose answer has
+#: not come yet gets a task watching for the client leaving.
+_WATCH_AFTER = 0.05
 
 
 def _cancel(stream: Stream) -> None:
@@ -135,7 +146,21 @@ async def _forward_http(stream: Stream, scope: dict, receive, send) -> None:
     first, rest = body[: p.CHUNK], body[p.CHUNK :]
     stream.charge(len(first))
     stream.send((p.REQUEST, stream.sid, None, p.encode_scope(scope), first, more or bool(rest)))
-    pump = asyncio.get_running_loop().create_task(_pump_request(stream, receive, rest, more))
+    loop = asyncio.get_running_loop()
+    pump = None
+    timer = None
+
+    def start_pump() -> None:
+        nonlocal pump
+        if pump is None and not stream.finished:
+            pump = loop.create_task(_pump_request(stream, receive, rest, more))
+
+    if more or rest:
+        start_pump()
+    else:
+        # The body is complete; only a client leaving remains to be noticed.  Most
+        # answers come before this timer fires, so the watcher task is rarely made.
+        timer = loop.call_later(_WATCH_AFTER, start_pump)
     started = False
     try:
         while True:
@@ -158,10 +183,13 @@ async def _forward_http(stream: Stream, scope: dict, receive, send) -> None:
             await send({"type": "http.response.body", "body": chunk, "more_body": more_body})
             if not more_body:
                 return
+            start_pump()  # a streamed response: watch for the client leaving now
             stream.consumed(len(chunk))
     finally:
         stream.finish()
-        if not pump.done():
+        if timer is not None:
+            timer.cancel()
+        if pump is not None and not pump.done():
             pump.cancel()
 
 
