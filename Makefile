@@ -30,6 +30,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/entrypoint.py $(if $(QUICK),--quick,)
+	$(PY) benchmarks/mesh.py $(if $(QUICK),--quick,)
 
 lint: $(STAMP)
 	$(PY) -m ruff check watt capabilities tests benchmarks examples

@@ -35,15 +35,16 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from harness import (
     BENCH_DIR,
     READY_TIMEOUT_S,
     REPO_ROOT,
     LoadError,
+    LoadSettings,
     ServerError,
     ServerProcess,
+    ServerSpec,
     free_port,
     machine_summary,
     run_load,
@@ -65,24 +66,6 @@ WRK_MISSING = (
 )
 
 
-@dataclass(frozen=True)
-class LoadSettings:
-    """How hard and how long each server is loaded; identical for both servers."""
-
-    duration_s: float
-    connections: int
-    warmup_s: float
-    wrk: str | None
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    """How to start one server; ``url`` is None when the server prints it."""
-
-    name: str
-    argv: list[str]
-    cwd: Path
-    url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Self
 
@@ -414,3 +414,24 @@ def machine_summary() -> str:
         f"{os.cpu_count()} CPUs ({usable} usable){model}; {platform.system()} "
         f"{platform.machine()}; {platform.python_implementation()} {platform.python_version()}"
     )
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """How long and how hard every measurement runs; identical for every server and route."""
+
+    duration_s: float
+    connections: int
+    warmup_s: float
+    wrk: str | None
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to start one server; ``url`` is None when the server prints it (Watt)."""
+
+    name: str
+    argv: list[str]
+    cwd: Path
+    url: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
