@@ -144,3 +144,34 @@ def test_sync_mesh_call_on_the_loop_thread_is_refused_with_a_code(watt_runtime):
     rt = watt_runtime({"applications": [app_config("a")]})
     reply = rt.inject("a", "GET", "/mesh-sync-in-loop").json()
     assert "WATT_MESH_SYNC_IN_LOOP" in reply["error"]
+
+
+def test_requests_a_dying_worker_never_took_go_to_another_worker(watt_runtime, tmp_path):
+    import _interpqueues
+    import concurrent.futures
+    import time
+
+    rt = watt_runtime({"applications": [app_config("b", workers=2)]})
+    workers = rt.runtime.pools["b"].workers
+    flag = tmp_path / "go"
+    blocking = tmp_path / "go.blocking"
+    deadline = time.monotonic() + 20
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        blocked = pool.submit(httpx.get, rt.url + "/block-then-exit",
+                              params={"flag": str(flag)}, timeout=30)
+        while not blocking.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # bounded wait for the app to report it is blocking
+        stuck = next(w for w in workers if str(w.interpreter_id) == blocking.read_text())
+        alive = next(w for w in workers if w is not stuck)
+        others = [pool.submit(httpx.get, rt.url + "/whoami", timeout=30) for _ in range(4)]
+        # Wait (bounded) until the stuck worker's queue holds requests it cannot take.
+        queue = stuck.channel.transport.send_qid
+        while _interpqueues.get_count(queue) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        queued = _interpqueues.get_count(queue)
+        flag.touch()
+        answers = [f.result() for f in others]
+        assert blocked.result().status_code == 502
+    assert queued >= 2
+    assert [a.status_code for a in answers] == [200] * 4
+    assert {a.json()["interpreter"] for a in answers} == {alive.interpreter_id}

@@ -95,13 +95,18 @@ async def forward(router, app_id: str, scope: dict, receive, send) -> None:
         if worker is None:
             await _send_error(send, "WATT_NO_WORKER")
             return
-        await _forward_http(worker.channel.open_stream(), scope, receive, send)
+        await _forward_http(worker.channel.open_stream(), scope, receive, send,
+                            lambda: _repick(router, app_id))
     elif scope["type"] == "websocket":
         if worker is None:
             await receive()
             await send({"type": "websocket.close", "code": 1013})
             return
         await _forward_websocket(worker.channel.open_stream(), scope, receive, send)
+
+
+def _no_repick() -> None:
+    return None
 
 
 #: Seconds after which a request whose body is complete but whose answer has
@@ -136,7 +141,12 @@ async def _pump_request(stream: Stream, receive, rest: bytes, more: bool) -> Non
         return
 
 
-async def _forward_http(stream: Stream, scope: dict, receive, send) -> None:
+def _repick(router, app_id: str) -> Stream | None:
+    worker = router.pick(app_id)
+    return None if worker is None else worker.channel.open_stream()
+
+
+async def _forward_http(stream: Stream, scope: dict, receive, send, repick) -> None:
     message = await receive()
     if message["type"] == "http.disconnect":
         stream.finish()
@@ -145,7 +155,8 @@ async def _forward_http(stream: Stream, scope: dict, receive, send) -> None:
     more = bool(message.get("more_body", False))
     first, rest = body[: p.CHUNK], body[p.CHUNK :]
     stream.charge(len(first))
-    stream.send((p.REQUEST, stream.sid, None, p.encode_scope(scope), first, more or bool(rest)))
+    request = (p.REQUEST, stream.sid, None, p.encode_scope(scope), first, more or bool(rest))
+    stream.send(request)
     loop = asyncio.get_running_loop()
     pump = None
     timer = None
@@ -174,6 +185,20 @@ async def _forward_http(stream: Stream, scope: dict, receive, send) -> None:
             elif kind == p.RESPONSE_BODY:
                 _, _, chunk, more_body = frame
             elif kind == p.ERROR:
+                if frame[2] == "WATT_NO_WORKER" and not started and not request[5]:
+                    # The worker exited (or was stopping) before it took the
+                    # request: send it, once, to another worker.
+                    retry = repick()
+                    if retry is not None:
+                        stream.finish()
+                        stream, repick = retry, _no_repick
+                        stream.charge(len(first))
+                        stream.send((p.REQUEST, stream.sid) + request[2:])
+                        if pump is not None:  # it watched the old stream
+                            pump.cancel()
+                            pump = None
+                            start_pump()
+                        continue
                 if not started:
                     await _send_error(send, frame[2])
                     return

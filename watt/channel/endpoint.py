@@ -81,6 +81,21 @@ class Channel:
         self.streams[sid] = stream
         return stream
 
+    def bounce_undelivered(self) -> int:
+        """After the peer died: requests it never took get ``WATT_NO_WORKER``,
+        which tells their callers they may send them to another worker.
+        Returns how many were bounced."""
+        take = getattr(self.transport, "take_unsent", None)
+        bounced = 0
+        for frame in take() if take is not None else ():
+            if frame[0] == p.REQUEST and p.opened_by(frame[1]) == self.side:
+                handler = self.streams.pop(frame[1], None)
+                if handler is not None:
+                    bounced += 1
+                    handler.feed((p.ERROR, frame[1], "WATT_NO_WORKER",
+                                  "the worker exited before it took the request"))
+        return bounced
+
     def fail_all(self, code: str, message: str) -> None:
         """Fail every open stream, as if the peer had sent ERROR on each."""
         self.lost = True

@@ -81,6 +81,20 @@ class QueueTransport:
             except OSError:  # receiver gone
                 self._closed = True
 
+    def take_unsent(self) -> list:
+        """Frames still in our send queue: the receiver never took them.
+
+        Only meaningful once the receiver is gone (its worker has exited):
+        a REQUEST among them was not delivered and may be sent elsewhere.
+        """
+        frames = []
+        try:
+            while _interpqueues.get_count(self.send_qid):
+                frames.append(_interpqueues.get(self.send_qid)[0])
+        except Exception:  # noqa: BLE001 - queue already destroyed: nothing left
+            pass
+        return frames
+
     def _drain(self) -> None:
         try:
             data = os.read(self.wake_recv_fd, 65536)

@@ -114,6 +114,7 @@ class WorkerHandle:
             self._exited.set_result(None)
         unexpected = self.status == READY
         if self.channel is not None:
+            self.channel.bounce_undelivered()
             self.channel.fail_all("WATT_WORKER_DIED", f"worker {self.name} {self._describe_exit()}")
         if self.status == READY:
             self.status = DEAD

@@ -37,20 +37,22 @@ def run_subinterpreter(spec: dict) -> None:
     _prepare(spec, own_process=False)
     transport = QueueTransport(spec["to_main"], spec["to_worker"],
                                spec["wake_main"], spec["wake_worker"])
-    if spec.get("spin"):
-        from .spin import SpinSelector
+    try:
+        if spec.get("spin"):
+            from .spin import SpinSelector
 
-        selector = SpinSelector(mesh_client.waiting, mesh_client.read_queues)
-        asyncio.run(serve(spec, transport),
-                    loop_factory=lambda: asyncio.SelectorEventLoop(selector))
-    else:
-        asyncio.run(serve(spec, transport))
-    # This thread was not started by this interpreter's threading module; if
-    # the app made it known there (asyncio.to_thread does), forget it now, or
-    # its clean-up runs after threading is torn down and prints a warning.
-    import threading
+            selector = SpinSelector(mesh_client.waiting, mesh_client.read_queues)
+            asyncio.run(serve(spec, transport),
+                        loop_factory=lambda: asyncio.SelectorEventLoop(selector))
+        else:
+            asyncio.run(serve(spec, transport))
+    finally:
+        # This thread was not started by this interpreter's threading module; if
+        # the app made it known there (asyncio.to_thread does), forget it now, or
+        # its clean-up runs after threading is torn down and prints a warning.
+        import threading
 
-    threading._active.pop(threading.get_ident(), None)
+        threading._active.pop(threading.get_ident(), None)
 
 
 def run_process() -> None:
@@ -82,6 +84,12 @@ async def serve(spec: dict, transport) -> None:
     stop = loop.create_future()
 
     links = LinkTable(channel, server.on_request)
+
+    def halt() -> None:
+        channel.close()
+        links.close_all()
+
+    server.halt = halt
 
     def on_control(frame: tuple) -> None:
         if frame[0] == p.STOP:

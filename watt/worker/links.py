@@ -71,7 +71,9 @@ class LinkTable:
         channel = self._by_id.pop(link_id, None)
         if channel is not None:
             channel.close()
-            # Calls still waiting on this link: the worker behind it is gone.
+            # Calls the worker behind the link never took are resent through
+            # the main side; the others failed with it.
+            channel.bounce_undelivered()
             channel.fail_all("WATT_MESH_WORKER_DIED", "the linked worker went away")
         self.main.send((p.UNLINKED, 0, link_id))
 

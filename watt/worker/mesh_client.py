@@ -125,7 +125,7 @@ class MeshCall:
         more_after_first = more or len(pieces) > 1
         request = (p.REQUEST, self.stream.sid, hostname, scope, first, more_after_first)
         self.stream.send(request)
-        if link is not None and not more_after_first:
+        if not more_after_first:  # one frame: it can be resent if no worker took it
             self._retry = request
         if len(pieces) > 1:
             await self.send_body(body[len(first):], more)

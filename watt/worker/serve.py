@@ -26,6 +26,10 @@ class WorkerServer:
         self.state: dict | None = None
         self.tasks: set[asyncio.Task] = set()
         self.stopping = False
+        # Called when the app ends this worker (SystemExit, KeyboardInterrupt):
+        # stop taking frames at once, so what is still queued counts as
+        # undelivered and goes to another worker.
+        self.halt = channel.close
 
     # -- dispatch -----------------------------------------------------------------
     def on_request(self, frame: tuple, channel: Channel | None = None) -> None:
@@ -141,6 +145,9 @@ class WorkerServer:
                              f"{type(exc).__name__}: {exc}"))
             if isinstance(exc, asyncio.CancelledError):
                 raise
+        except BaseException:
+            self.halt()
+            raise
         else:
             if not state.started:
                 stream.send((p.ERROR, sid, "WATT_APP_UNHANDLED_ERROR",

@@ -131,6 +131,17 @@ async def app(scope, receive, send):
         raise RuntimeError("boom: secret-token-123")
     if path == "/crash":
         os._exit(3)
+    if path == "/block-then-exit":
+        # A worker that hangs (its loop blocked) and then ends itself: what was
+        # queued for it meanwhile must go to another worker.
+        import _interpreters
+        import time
+
+        with open(q["flag"] + ".blocking", "w") as fh:
+            fh.write(str(_interpreters.get_current()[0]))
+        while not os.path.exists(q["flag"]):
+            time.sleep(0.005)
+        raise SystemExit(1)
     if path == "/die":
         # Ends this worker's event loop (and so the worker) without killing the process.
         asyncio.get_running_loop().stop()
