@@ -569,7 +569,8 @@ def test_schema_shape() -> None:
     assert schema["$id"] and schema["title"] == "Watt configuration"
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {"$schema", "entrypoint", "server", "applications",
-                                         "autoload", "mesh"}
+                                         "autoload", "mesh", "restartOnError",
+                                         "gracefulShutdown"}
     assert schema["$defs"]["MeshConfig"]["properties"]["timeout"]["exclusiveMinimum"] == 0
     app = schema["$defs"]["ApplicationConfig"]
     assert app["required"] == ["id", "path"]

@@ -113,25 +113,34 @@ def import_app(spec: str) -> Callable:
     return obj
 
 
-_BUILTIN = ("asgi", "starlette")
-
-
 def discover() -> dict[str, Capability]:
     """Installed capabilities by name, from the ``watt.capabilities`` entry points.
 
-    The built-in ones are always there, even when Watt runs from a source
-    tree without its distribution metadata.
+    The built-in ones (every module of the ``capabilities`` package with a
+    ``capability``) are always there, even when Watt runs from a source tree
+    without its distribution metadata.  A third-party entry point that fails
+    to load is skipped with a warning on stderr, never fatal to the others.
     """
+    import pkgutil
     from importlib.metadata import entry_points
 
+    import capabilities
+
     found: dict[str, Capability] = {}
-    for name in _BUILTIN:
-        module = importlib.import_module(f"capabilities.{name}")
-        found[name] = module.capability
+    for info in pkgutil.iter_modules(capabilities.__path__):
+        module = importlib.import_module(f"capabilities.{info.name}")
+        cap = getattr(module, "capability", None)
+        if isinstance(cap, Capability):
+            found[cap.name] = cap
     for ep in entry_points(group="watt.capabilities"):
         if ep.name in found:
             continue
-        cap = ep.load()
+        try:
+            cap = ep.load()
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop Watt
+            print(f"[watt] capability {ep.name!r} ({ep.value}) failed to load: {exc}",
+                  file=sys.stderr)
+            continue
         if isinstance(cap, Capability):
             found[ep.name] = cap
     return found

@@ -72,6 +72,25 @@ class ApplicationConfig(_Section):
              "subinterpreter."),
     ] = "auto"
     env: Annotated[dict[str, str], _doc("Environment variables for the workers.")] = {}
+    threads: Annotated[
+        Annotated[int, msgspec.Meta(ge=1)] | None,
+        _doc("wsgi/flask/django (WSGI): threads that run the application's synchronous code "
+             "in each worker (default 10)."),
+    ] = None
+    restart_on_error: Annotated[
+        bool | Annotated[int, msgspec.Meta(ge=0)] | None,
+        _doc("Restart a worker that dies: true (backoff from 1000 ms), the first backoff in "
+             "ms (doubling up to 30 s), or false. Default: the runtime's `restartOnError`."),
+    ] = None
+
+
+class GracefulShutdownConfig(_Section):
+    """How long shutdown waits for in-flight requests before it stops them."""
+
+    runtime: Annotated[int, _doc("Milliseconds the whole shutdown may take.", ge=0)] = 30000
+    application: Annotated[
+        int, _doc("Milliseconds each application's workers may take to finish in-flight "
+                  "requests and run lifespan shutdown.", ge=0)] = 10000
 
 
 class AutoloadConfig(_Section):
@@ -103,6 +122,14 @@ class Config(_Section):
     server: Annotated[ServerConfig, _doc("The public HTTP server.")] = ServerConfig()
     applications: Annotated[list[ApplicationConfig], _doc("The applications.")] = []
     mesh: Annotated[MeshConfig, _doc("Calls between applications.")] = MeshConfig()
+    restart_on_error: Annotated[
+        bool | Annotated[int, msgspec.Meta(ge=0)],
+        _doc("Restart workers that die: true (backoff from 1000 ms), the first backoff in ms "
+             "(doubling up to 30 s), or false."),
+    ] = True
+    graceful_shutdown: Annotated[
+        GracefulShutdownConfig, _doc("Time limits of a graceful shutdown.")
+    ] = GracefulShutdownConfig()
     autoload: Annotated[
         AutoloadConfig | None, _doc("Load every sub-folder of a folder as an application.")
     ] = None
@@ -118,6 +145,8 @@ class LoadedConfig(msgspec.Struct):
     applications: list[ApplicationConfig]
     config: Config
     mesh: MeshConfig = MeshConfig()
+    restart_on_error: bool | int = True
+    graceful_shutdown: GracefulShutdownConfig = GracefulShutdownConfig()
 
 
 class _Source:
@@ -412,7 +441,8 @@ def _resolve(config: Config, base_dir: str, src: _Source) -> LoadedConfig:
                         + f" (known ids: {', '.join(ids)})")
     return LoadedConfig(file=src.file, base_dir=base_dir, entrypoint=entrypoint or ids[0],
                         server=config.server, applications=apps, config=config,
-                        mesh=config.mesh)
+                        mesh=config.mesh, restart_on_error=config.restart_on_error,
+                        graceful_shutdown=config.graceful_shutdown)
 
 
 def _folder(base_dir: str, path: str, key: str, src: _Source) -> str:

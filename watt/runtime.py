@@ -221,6 +221,8 @@ class Runtime:
                 capability = capabilities["asgi"]
         if app.app:
             options = dict(options, app=app.app)
+        if app.threads is not None:
+            options = dict(options, threads=app.threads)
         return AppPool(app, capability, options, self)
 
     async def stop(self) -> None:
