@@ -81,3 +81,15 @@ def status_kb(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise AssertionError(f"{field} not in /proc/self/status")
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    """Poll a condition of a running runtime until it holds, bounded: a readiness
+    wait, never a bare sleep that hopes."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)

@@ -7,7 +7,7 @@ import os
 
 import httpx
 import pytest
-from support import app_config, reset_memory_high_water, status_kb
+from support import app_config, reset_memory_high_water, status_kb, wait_for
 
 from watt.testing import RuntimeHandle
 
@@ -125,7 +125,7 @@ def test_rt_mesh_reaches_every_application(mesh):
 
 
 def test_target_worker_death_mid_call_is_a_502_for_the_caller(watt_runtime):
-    rt = watt_runtime({"entrypoint": "a", "applications": [
+    rt = watt_runtime({"entrypoint": "a", "restartOnError": False, "applications": [
         app_config("a"), app_config("p", isolation="process")]})
     reply = httpx.get(rt.url + "/fetch", params={"target": "p.plt.local", "path": "/crash"},
                       timeout=30).json()
@@ -147,7 +147,7 @@ def test_calls_go_over_direct_links_after_the_first(watt_runtime):
 
 
 def test_a_linked_worker_that_dies_is_dropped_and_others_answer(watt_runtime):
-    rt = watt_runtime({"entrypoint": "a", "applications": [
+    rt = watt_runtime({"entrypoint": "a", "restartOnError": False, "applications": [
         app_config("a"), app_config("b", workers=2)]})
 
     def fetch(path="/whoami"):
@@ -159,9 +159,11 @@ def test_a_linked_worker_that_dies_is_dropped_and_others_answer(watt_runtime):
     assert died["status"] in (500, 502)  # the call ends, it does not hang
     survivors = {json.loads(fetch()["body"])["interpreter"] for _ in range(4)}
     assert len(survivors) == 1
-    statuses = sorted(w["status"] for a in rt.applications() if a["id"] == "b"
+    def statuses():
+        return sorted(w["status"] for a in rt.applications() if a["id"] == "b"
                       for w in a["workers"])
-    assert statuses == ["dead", "ready"]
+
+    wait_for(lambda: statuses() == ["dead", "ready"])
 
 
 def test_a_target_that_answers_before_reading_the_upload_does_not_hang_it(mesh):

@@ -12,11 +12,19 @@ from support import APPS, app_config
 from watt import ApplicationStartError, ConfigError
 
 
-def test_fastapi_under_auto_falls_back_to_a_process(watt_runtime):
+def test_fastapi_under_auto_runs_in_a_process(watt_runtime):
+    rt = watt_runtime({"applications": [app_config("api", "fastapi_app")]})
+    info = httpx.get(rt.url + "/whoami", timeout=30).json()
+    assert info["app"] == "fastapi" and info["pid"] != os.getpid()
+    assert [a["isolation"] for a in rt.applications()] == ["process"]
+
+
+def test_auto_falls_back_to_a_process_when_an_import_refuses_subinterpreters(watt_runtime):
+    # Generic ASGI kind: nothing says "process" up front, the refused import does.
     lines: list[str] = []
     sink = logger.add(lambda message: lines.append(str(message)), level="INFO")
     try:
-        rt = watt_runtime({"applications": [app_config("api", "fastapi_app")]})
+        rt = watt_runtime({"applications": [app_config("api", "fastapi_app", kind="asgi")]})
     finally:
         logger.remove(sink)
     info = httpx.get(rt.url + "/whoami", timeout=30).json()
@@ -95,7 +103,8 @@ def test_config_typo_is_reported_with_its_key(watt_runtime):
 
 
 def test_worker_death_fails_its_request_with_502_not_a_hang(watt_runtime):
-    rt = watt_runtime({"applications": [app_config("p", isolation="process")]})
+    rt = watt_runtime({"restartOnError": False,
+                       "applications": [app_config("p", isolation="process")]})
     response = httpx.get(rt.url + "/crash", timeout=30)
     assert response.status_code == 502
     assert response.json()["code"] == "WATT_WORKER_DIED"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 
@@ -27,10 +28,23 @@ async def _serve(config, *, hostname: str | None, port: int | None, **options) -
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
+
+    def first_signal() -> None:
+        stop.set()
+        for sig in signals:  # a second signal does not wait for the graceful part
+            try:
+                loop.add_signal_handler(sig, force_exit)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+    def force_exit() -> None:
+        print("Watt: second signal, exiting now", file=sys.stderr, flush=True)
+        os._exit(130)
+
     for sig in signals:
         try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, first_signal)
+        except (NotImplementedError, RuntimeError):
             pass
     runtime = Runtime(config, hostname=hostname, port=port, **options)
     try:

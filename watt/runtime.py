@@ -12,111 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 from loguru import logger
 
-from .capability import Capability, discover
+from .capability import discover
 from .channel.message import Response
-from .channel.protocol import UNLINKED
 from .config import ApplicationConfig, Config, LoadedConfig, load_config
 from .entrypoint import Forwarder, create_engine, forward
 from .errors import ConfigError, WattError
-from .isolation import WorkerHandle, WorkerStartError, create_worker
-from .isolation.base import READY
-from .router import RoundRobin, Router
-
-
-class AppPool:
-    """The workers of one application, and the choice of isolation for them."""
-
-    def __init__(self, app: ApplicationConfig, capability: Capability, options: dict,
-                 runtime: Runtime) -> None:
-        self.app = app
-        self.capability = capability
-        self.options = options
-        self.runtime = runtime
-        self.isolation = app.isolation if app.isolation != "auto" else capability.isolation
-        self.workers: list[WorkerHandle] = []
-        self._rr = RoundRobin()
-
-    @property
-    def id(self) -> str:
-        return self.app.id
-
-    def pick(self) -> WorkerHandle | None:
-        return self._rr.pick(self.workers, _is_ready)
-
-    def _spec(self, index: int) -> dict:
-        return {
-            "app_id": self.app.id,
-            "worker": index,
-            "path": self.app.path,
-            "sys_path": [entry or os.getcwd() for entry in sys.path],
-            "env": dict(self.app.env),
-            "loader": self.capability.loader,
-            "options": self.options,
-            "mesh_timeout": self.runtime.config.mesh.timeout,
-            # Experimental, off by default: poll queues briefly before sleeping
-            # (watt/worker/spin.py); benchmarks/mesh.py measures it.
-            "spin": os.environ.get("WATT_SPIN") == "1",
-        }
-
-    async def _start_worker(self, index: int, kind: str) -> WorkerHandle:
-        links = self.runtime.router.links
-        worker = create_worker(kind, app_id=self.app.id, index=index, spec=self._spec(index),
-                               on_exit=self.runtime._worker_exited, on_gone=links.worker_gone,
-                               on_control=_link_control(links))
-        await worker.start(timeout=self.runtime.start_timeout)
-        self.runtime.router.attach(worker)
-        links.worker_ready(worker)
-        return worker
-
-    async def start(self) -> None:
-        kind = "process" if self.isolation == "process" else "subinterpreter"
-        try:
-            first = await self._start_worker(0, kind)
-        except WorkerStartError as exc:
-            if self.isolation != "auto" or not exc.refused_module:
-                raise
-            logger.bind(app=self.id).info(
-                f"application {self.id!r} imports {exc.refused_module}, which cannot load in a "
-                "subinterpreter: running its workers as processes (isolation: auto)")
-            self.isolation = "process"
-            kind = "process"
-            first = await self._start_worker(0, kind)
-        self.workers.append(first)
-        if self.app.workers > 1:
-            rest = await asyncio.gather(
-                *(self._start_worker(i, kind) for i in range(1, self.app.workers)),
-                return_exceptions=True)
-            errors = [r for r in rest if isinstance(r, BaseException)]
-            self.workers.extend(r for r in rest if not isinstance(r, BaseException))
-            if errors:
-                raise errors[0]
-        self.isolation = kind
-
-    async def stop(self, timeout: float) -> None:
-        for worker in self.workers:  # linked callers stop opening calls on them first
-            self.runtime.router.links.worker_stopping(worker)
-        await asyncio.gather(*(w.stop(timeout) for w in self.workers), return_exceptions=True)
-
-    def info(self) -> dict:
-        return {"id": self.id, "kind": self.capability.name, "isolation": self.isolation,
-                "workers": [w.info() for w in self.workers]}
-
-
-def _is_ready(worker: WorkerHandle) -> bool:
-    return worker.status == READY
-
-
-def _link_control(links):
-    def on_control(worker: WorkerHandle, frame: tuple) -> None:
-        if frame[0] == UNLINKED:
-            links.unlinked(worker, frame[2])
-
-    return on_control
+from .isolation import WorkerHandle
+from .pool import AppPool
+from .router import Router
 
 
 class InjectResponse(Response):
@@ -131,7 +38,7 @@ class Runtime:
 
     def __init__(self, config: str | os.PathLike | dict | Config, *, hostname: str | None = None,
                  port: int | None = None, engine: str | None = None,
-                 start_timeout: float = 60.0, graceful_timeout: float = 10.0) -> None:
+                 start_timeout: float = 60.0, graceful_timeout: float | None = None) -> None:
         self._source = config
         self._hostname = hostname
         self._port = port
@@ -154,6 +61,8 @@ class Runtime:
         if isinstance(source, os.PathLike):
             source = str(source)
         self.config = load_config(source)
+        if self.graceful_timeout is None:  # gracefulShutdown.application, in seconds
+            self.graceful_timeout = self.config.graceful_shutdown.application / 1000
         try:
             pools = [self._make_pool(app) for app in self.config.applications]
             entry = self.config.entrypoint
@@ -230,11 +139,20 @@ class Runtime:
         if self._state in ("stopped", "stopping"):
             return
         self._state = "stopping"
+        limit = self.config.graceful_shutdown.runtime / 1000 if self.config else None
         try:
-            if self._engine is not None:
-                await self._engine.stop()
+            async with asyncio.timeout(limit):
+                try:
+                    if self._engine is not None:
+                        await self._engine.stop()
+                finally:
+                    await self._stop_pools()
+        except TimeoutError:
+            logger.warning(f"shutdown took longer than gracefulShutdown.runtime ({limit} s): "
+                           "stopping what is left")
+            for pool in self.pools.values():
+                await pool.stop(0.0)
         finally:
-            await self._stop_pools()
             self.router.links.close_all()
             self._state = "stopped"
 
@@ -245,8 +163,9 @@ class Runtime:
             await pool.stop(self.graceful_timeout)
 
     def _worker_exited(self, worker: WorkerHandle) -> None:
-        logger.bind(app=worker.app_id).warning(
-            f"worker {worker.name} is gone; {worker.app_id!r} keeps serving with the others")
+        pool = self.pools.get(worker.app_id)
+        if pool is not None and self._state == "running":
+            pool.worker_died(worker)
 
     async def __aenter__(self) -> Runtime:
         await self.start()

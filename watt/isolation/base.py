@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Callable
 
 from loguru import logger
@@ -45,6 +46,7 @@ class WorkerHandle:
         self.channel: Channel | None = None
         self.pid: int | None = None
         self.interpreter_id: int | None = None
+        self.ready_at: float | None = None
         self._ready: asyncio.Future | None = None
         self._stopped: asyncio.Future | None = None
         self._exited: asyncio.Future | None = None
@@ -87,6 +89,7 @@ class WorkerHandle:
             await self.stop(timeout=1.0)
             raise
         self.status = READY
+        self.ready_at = time.monotonic()
 
     def _on_control(self, frame: tuple) -> None:
         kind = frame[0]

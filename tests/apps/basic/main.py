@@ -9,6 +9,7 @@ import sys
 NAME = os.environ.get("APP_NAME", "basic")
 _disconnects: asyncio.Queue | None = None
 _socket_events: list[str] = []
+_in_flight = 0
 
 
 def _audit(event, args):
@@ -196,8 +197,15 @@ async def app(scope, receive, send):
         return await _json(send, {"ok": sum(r.status == 200 for r in replies),
                                   "workers": sorted({r.json()["interpreter"] for r in replies})})
     if path == "/slow":
-        await asyncio.sleep(float(q.get("delay", "1")))
+        global _in_flight
+        _in_flight += 1
+        try:
+            await asyncio.sleep(float(q.get("delay", "1")))
+        finally:
+            _in_flight -= 1
         return await _json(send, {"slow": True})
+    if path == "/in-flight":
+        return await _json(send, {"in_flight": _in_flight})
     if path == "/fetch":
         import watt.mesh
 
