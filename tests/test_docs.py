@@ -36,3 +36,14 @@ def test_readme_quick_start_is_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     block = readme.split("## Quick start", 1)[1].split("```", 2)[1]
     assert [line for line in block.splitlines()[1:] if line.strip()] == ["make run", "make test"]
+
+
+def test_every_config_key_is_documented():
+    from watt.config import generate_schema
+
+    schema = generate_schema()
+    keys = set(schema["properties"])
+    for definition in schema["$defs"].values():
+        keys |= set(definition.get("properties", {}))
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    assert sorted(k for k in keys if f"`{k}`" not in text) == []
