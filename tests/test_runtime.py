@@ -15,6 +15,7 @@ from watt.testing import RuntimeHandle
 def stack(request):
     config = {
         "entrypoint": "front",
+        "limits": {"maxBodySize": 300 * 1024 * 1024},  # the 200 MB upload below
         "applications": [
             app_config("front", env={"FOO": "front-foo"}),
             app_config("back", workers=2, env={"FOO": "back-foo"}),

@@ -84,6 +84,31 @@ class ApplicationConfig(_Section):
     ] = None
 
 
+class LimitsConfig(_Section):
+    """What one request to the entrypoint may take; 0 turns a limit off."""
+
+    max_body_size: Annotated[
+        int, _doc("Largest request body in bytes (413 `WATT_BODY_TOO_LARGE`).", ge=0)
+    ] = 100 * 1024 * 1024
+    request_timeout: Annotated[
+        int, _doc("Milliseconds the application has to start its response "
+                  "(504 `WATT_REQUEST_TIMEOUT`).", ge=0)
+    ] = 120_000
+    max_concurrency: Annotated[
+        int, _doc("Requests in flight to the entrypoint application at once, across its "
+                  "workers (503 `WATT_OVERLOADED` with Retry-After).", ge=0)
+    ] = 0
+    header_timeout: Annotated[
+        int, _doc("Milliseconds a client has to send the request head (slow clients).", ge=1)
+    ] = 30_000
+    keep_alive_timeout: Annotated[
+        int, _doc("Milliseconds an idle keep-alive connection stays open.", ge=1)
+    ] = 5_000
+    max_header_size: Annotated[
+        int, _doc("Largest request head in bytes (request line and headers).", ge=1024)
+    ] = 64 * 1024
+
+
 class GracefulShutdownConfig(_Section):
     """How long shutdown waits for in-flight requests before it stops them."""
 
@@ -130,6 +155,7 @@ class Config(_Section):
     graceful_shutdown: Annotated[
         GracefulShutdownConfig, _doc("Time limits of a graceful shutdown.")
     ] = GracefulShutdownConfig()
+    limits: Annotated[LimitsConfig, _doc("Limits on requests to the entrypoint.")] = LimitsConfig()
     autoload: Annotated[
         AutoloadConfig | None, _doc("Load every sub-folder of a folder as an application.")
     ] = None
@@ -147,6 +173,7 @@ class LoadedConfig(msgspec.Struct):
     mesh: MeshConfig = MeshConfig()
     restart_on_error: bool | int = True
     graceful_shutdown: GracefulShutdownConfig = GracefulShutdownConfig()
+    limits: LimitsConfig = LimitsConfig()
 
 
 class _Source:
@@ -442,7 +469,7 @@ def _resolve(config: Config, base_dir: str, src: _Source) -> LoadedConfig:
     return LoadedConfig(file=src.file, base_dir=base_dir, entrypoint=entrypoint or ids[0],
                         server=config.server, applications=apps, config=config,
                         mesh=config.mesh, restart_on_error=config.restart_on_error,
-                        graceful_shutdown=config.graceful_shutdown)
+                        graceful_shutdown=config.graceful_shutdown, limits=config.limits)
 
 
 def _folder(base_dir: str, path: str, key: str, src: _Source) -> str:

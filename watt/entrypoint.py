@@ -29,9 +29,10 @@ async def _send_error(send, code: str) -> None:
 class Forwarder:
     """The ASGI application an engine serves: forwards to the entrypoint app's workers."""
 
-    def __init__(self, router, app_id: str) -> None:
+    def __init__(self, router, app_id: str, limits=None) -> None:
         self.router = router
         self.app_id = app_id
+        self.limits = limits  # config LimitsConfig, or None for no limits
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -42,7 +43,7 @@ class Forwarder:
                 else:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
-        await forward(self.router, self.app_id, scope, receive, send)
+        await forward(self.router, self.app_id, scope, receive, send, self.limits)
 
 
 # Request ids: a random prefix per process and a counter, 32 hex digits like a
@@ -87,17 +88,28 @@ def edge_headers(scope: dict) -> list:
     return headers
 
 
-async def forward(router, app_id: str, scope: dict, receive, send) -> None:
+async def forward(router, app_id: str, scope: dict, receive, send, limits=None) -> None:
     """Send one request or WebSocket from an engine (or inject) to ``app_id``."""
     scope = dict(scope, headers=edge_headers(scope))
-    worker = router.pick(app_id)
     if scope["type"] == "http":
+        pool = router.pools.get(app_id)
+        refused = _refuse(scope, pool, limits) if limits is not None else None
+        if refused is not None:
+            await _send_error(send, refused)
+            return
+        worker = router.pick(app_id)
         if worker is None:
             await _send_error(send, "WATT_NO_WORKER")
             return
-        await _forward_http(worker.channel.open_stream(), scope, receive, send,
-                            lambda: _repick(router, app_id))
-    elif scope["type"] == "websocket":
+        pool.in_flight += 1
+        try:
+            await _forward_http(worker.channel.open_stream(), scope, receive, send,
+                                lambda: _repick(router, app_id), limits)
+        finally:
+            pool.in_flight -= 1
+        return
+    if scope["type"] == "websocket":
+        worker = router.pick(app_id)
         if worker is None:
             await receive()
             await send({"type": "websocket.close", "code": 1013})
@@ -107,6 +119,39 @@ async def forward(router, app_id: str, scope: dict, receive, send) -> None:
 
 def _no_repick() -> None:
     return None
+
+
+def _refuse(scope: dict, pool, limits) -> str | None:
+    """The code of a limit this request breaks before it is sent on, or None."""
+    if limits.max_concurrency and pool is not None and pool.in_flight >= limits.max_concurrency:
+        return "WATT_OVERLOADED"
+    if limits.max_body_size:
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    if int(value) > limits.max_body_size:
+                        return "WATT_BODY_TOO_LARGE"
+                except ValueError:
+                    return None  # the engine rejects a malformed length itself
+    return None
+
+
+class _Budget:
+    """Bytes of request body still allowed; ``exceeded`` once the client sent more."""
+
+    __slots__ = ("exceeded", "left")
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit if limit else None
+        self.exceeded = False
+
+    def take(self, n: int) -> bool:
+        if self.left is None:
+            return True
+        self.left -= n
+        if self.left < 0:
+            self.exceeded = True
+        return not self.exceeded
 
 
 #: Seconds after which a request whose body is complete but whose answer has
@@ -120,7 +165,8 @@ def _cancel(stream: Stream) -> None:
         stream.feed((p.CANCEL, stream.sid))  # wake our own response loop
 
 
-async def _pump_request(stream: Stream, receive, rest: bytes, more: bool) -> None:
+async def _pump_request(stream: Stream, receive, rest: bytes, more: bool,
+                        budget: _Budget) -> None:
     """Request body -> BODY frames (with credit), then watch for the client leaving."""
     try:
         if rest:
@@ -131,7 +177,11 @@ async def _pump_request(stream: Stream, receive, rest: bytes, more: bool) -> Non
                 _cancel(stream)
                 return
             more = bool(message.get("more_body", False))
-            await stream.send_data(p.BODY, message.get("body", b""), more)
+            chunk = message.get("body", b"")
+            if not budget.take(len(chunk)):
+                _cancel(stream)  # the response loop answers 413
+                return
+            await stream.send_data(p.BODY, chunk, more)
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -146,13 +196,21 @@ def _repick(router, app_id: str) -> Stream | None:
     return None if worker is None else worker.channel.open_stream()
 
 
-async def _forward_http(stream: Stream, scope: dict, receive, send, repick) -> None:
+async def _forward_http(stream: Stream, scope: dict, receive, send, repick,
+                        limits=None) -> None:
     message = await receive()
     if message["type"] == "http.disconnect":
         stream.finish()
         return
     body = message.get("body", b"")
     more = bool(message.get("more_body", False))
+    budget = _Budget(limits.max_body_size if limits is not None else 0)
+    if not budget.take(len(body)):
+        stream.finish()
+        await _send_error(send, "WATT_BODY_TOO_LARGE")
+        return
+    timeout = limits.request_timeout / 1000 if limits is not None and limits.request_timeout \
+        else None
     first, rest = body[: p.CHUNK], body[p.CHUNK :]
     stream.charge(len(first))
     request = (p.REQUEST, stream.sid, None, p.encode_scope(scope), first, more or bool(rest))
@@ -164,7 +222,7 @@ async def _forward_http(stream: Stream, scope: dict, receive, send, repick) -> N
     def start_pump() -> None:
         nonlocal pump
         if pump is None and not stream.finished:
-            pump = loop.create_task(_pump_request(stream, receive, rest, more))
+            pump = loop.create_task(_pump_request(stream, receive, rest, more, budget))
 
     if more or rest:
         start_pump()
@@ -175,7 +233,16 @@ async def _forward_http(stream: Stream, scope: dict, receive, send, repick) -> N
     started = False
     try:
         while True:
-            frame = await stream.receive()
+            if started or timeout is None:
+                frame = await stream.receive()
+            else:
+                try:
+                    async with asyncio.timeout(timeout):
+                        frame = await stream.receive()
+                except TimeoutError:
+                    _cancel(stream)  # the app sees http.disconnect
+                    await _send_error(send, "WATT_REQUEST_TIMEOUT")
+                    return
             kind = frame[0]
             if kind == p.RESPONSE_START:
                 _, _, status, headers, chunk, more_body = frame
@@ -203,7 +270,9 @@ async def _forward_http(stream: Stream, scope: dict, receive, send, repick) -> N
                     await _send_error(send, frame[2])
                     return
                 raise ConnectionAbortedError(f"{frame[2]}: {frame[3]}")
-            else:  # CANCEL: the client went away
+            else:  # CANCEL: the client went away, or sent more body than allowed
+                if budget.exceeded and not started:
+                    await _send_error(send, "WATT_BODY_TOO_LARGE")
                 return
             await send({"type": "http.response.body", "body": chunk, "more_body": more_body})
             if not more_body:
@@ -337,6 +406,13 @@ class HypercornEngine:
         config.graceful_timeout = self.graceful_timeout
         config.accesslog = None
         config.errorlog = None
+        limits = getattr(self.app, "limits", None)
+        if limits is not None:
+            config.h11_max_incomplete_size = limits.max_header_size
+            config.keep_alive_timeout = limits.keep_alive_timeout / 1000
+            # hypercorn has one read timeout for the whole connection: it bounds
+            # a slow head, and a client that stalls mid-body for as long.
+            config.read_timeout = limits.header_timeout / 1000
         self._task = asyncio.get_running_loop().create_task(
             serve(self.app, config, shutdown_trigger=self._shutdown.wait))
         return format_url(self.host, self.port)
@@ -390,8 +466,16 @@ class GranianEngine:
 
         # Fail with our code before granian logs its own bind error.
         bind_socket(self.host, self.port).close()
+        options = {}
+        limits = getattr(self.app, "limits", None)
+        if limits is not None:
+            from granian.http import HTTP1Settings
+
+            options["http1_settings"] = HTTP1Settings(
+                header_read_timeout=limits.header_timeout,
+                max_buffer_size=max(limits.max_header_size, 8192))
         server = _Server(self.app, address=self.host, port=self.port, interface=Interfaces.ASGI,
-                         log_enabled=False, backlog=1024)
+                         log_enabled=False, backlog=1024, **options)
         server.workers_kill_timeout = self.graceful_timeout
         self._server = server
         self._task = asyncio.get_running_loop().create_task(server.serve())

@@ -68,6 +68,7 @@ CODES: dict[str, str] = {
     "WATT_APP_START_FAILED": "A worker failed to start for another reason.",
     "WATT_APP_START_TIMEOUT": "A worker did not report ready within the start timeout.",
     "WATT_APP_UNHANDLED_ERROR": "The application raised before it finished its response.",
+    "WATT_BODY_TOO_LARGE": "A request body is larger than `limits.maxBodySize` (413).",
     "WATT_CAPABILITY_UNDETECTED": (
         "No capability recognises the application folder; set `kind`/`app`."
     ),
@@ -101,6 +102,12 @@ CODES: dict[str, str] = {
         "The target application closed the mesh WebSocket before accepting it."
     ),
     "WATT_NO_WORKER": "The application has no worker ready (starting, stopping or dead).",
+    "WATT_OVERLOADED": (
+        "The entrypoint application has `limits.maxConcurrency` requests in flight (503)."
+    ),
+    "WATT_REQUEST_TIMEOUT": (
+        "The application did not start its response within `limits.requestTimeout` (504)."
+    ),
     "WATT_RUNTIME_STATE": "The runtime was used in the wrong state (not started, stopped).",
     "WATT_STREAM_CANCELLED": "The caller of a stream went away (client disconnect).",
     "WATT_STREAM_CLOSED": "A stream was used after it was closed.",
@@ -122,7 +129,9 @@ def markdown() -> str:
         "(or another runtime error), `2` the configuration is invalid (`WATT_CONFIG_*`).", "",
         "HTTP status at the entrypoint when a request cannot be answered by the application:",
         "`500` `WATT_APP_UNHANDLED_ERROR`, `502` `WATT_WORKER_DIED` / `WATT_MESH_WORKER_DIED` /",
-        "`WATT_MESH_UNKNOWN_APP`, `503` `WATT_NO_WORKER`, `504` `WATT_MESH_TIMEOUT`; the body",
+        "`WATT_MESH_UNKNOWN_APP`, `503` `WATT_NO_WORKER` / `WATT_OVERLOADED` (with",
+        "`Retry-After`), `504` `WATT_MESH_TIMEOUT` / `WATT_REQUEST_TIMEOUT`, `413`",
+        "`WATT_BODY_TOO_LARGE`; the body",
         'is JSON `{"error": ..., "code": ...}` and never includes the exception text (it stays',
         "in the logs).", "",
         "| code | meaning |", "| --- | --- |",

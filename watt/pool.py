@@ -38,6 +38,7 @@ class AppPool:
         restart = app.restart_on_error
         self.policy = RestartPolicy(runtime.config.restart_on_error if restart is None else restart)
         self.restarts = 0
+        self.in_flight = 0  # entrypoint requests being answered (limits.maxConcurrency)
         self._pending: set = set()  # restart timers and tasks, cancelled on stop
         self._kind = "subinterpreter"
 

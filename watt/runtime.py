@@ -73,7 +73,8 @@ class Runtime:
             host = self._hostname or server.hostname
             port = server.port if self._port is None else self._port
             self._engine = create_engine(self._engine_name or server.engine,
-                                         Forwarder(self.router, entry), host, port,
+                                         Forwarder(self.router, entry, self.config.limits),
+                                         host, port,
                                          self.graceful_timeout)
             self.url = await self._engine.start()
         except BaseException:

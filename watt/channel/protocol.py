@@ -277,6 +277,9 @@ _ERROR_STATUS = {
     "WATT_MESH_UNKNOWN_APP": (502, b"Bad Gateway"),
     "WATT_NO_WORKER": (503, b"Service Unavailable"),
     "WATT_MESH_TIMEOUT": (504, b"Gateway Timeout"),
+    "WATT_REQUEST_TIMEOUT": (504, b"Gateway Timeout"),
+    "WATT_BODY_TOO_LARGE": (413, b"Content Too Large"),
+    "WATT_OVERLOADED": (503, b"Service Unavailable"),
 }
 
 
@@ -284,8 +287,11 @@ def error_response(code: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """``(status, headers, body)`` of the HTTP answer to a failed stream."""
     status, reason = _ERROR_STATUS.get(code, (500, b"Internal Server Error"))
     body = b'{"error": "' + reason + b'", "code": "' + code.encode() + b'"}'
-    return status, [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())], body
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if status == 503:  # overloaded or restarting: worth trying again shortly
+        headers.append((b"retry-after", b"1"))
+    return status, headers, body
 
 
 def mesh_app_id(host: str | None) -> str | None:

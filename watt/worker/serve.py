@@ -133,13 +133,18 @@ class WorkerServer:
                     await stream.send_data(p.RESPONSE_BODY, body, more)
                 if not more:
                     state.response_done = True
+                    # A receive() already waiting now learns the exchange is over
+                    # (ASGI: http.disconnect once the response is complete).
+                    stream.feed((p.CANCEL, sid))
                 return
             # Extensions we do not advertise (trailers, pathsend, early hints): ignore.
 
         try:
             await self.app(scope, receive, send)
         except (Exception, asyncio.CancelledError) as exc:
-            if stream.closed_by_peer is None:
+            if state.response_done and not isinstance(exc, asyncio.CancelledError):
+                self._report(exc)  # raised after answering: log it, the caller has its answer
+            elif stream.closed_by_peer is None:
                 self._report(exc)
                 stream.send((p.ERROR, sid, "WATT_APP_UNHANDLED_ERROR",
                              f"{type(exc).__name__}: {exc}"))
