@@ -100,3 +100,30 @@ def test_sigterm_lets_in_flight_requests_finish_then_exits_0(tmp_path, engine):
         assert proc.wait() == 0
     finally:
         proc.kill()
+
+
+def test_rolling_restart_fails_no_request(watt_runtime):
+    import threading
+
+    rt = watt_runtime({"applications": [app_config("a", workers=2)]})
+    before = {w["interpreter"] for w in _workers(rt, "a")["workers"]}
+    statuses: list[int] = []
+    done = threading.Event()
+
+    def load():
+        with httpx.Client(timeout=30) as client:
+            while not done.is_set():
+                statuses.append(client.get(rt.url + "/whoami").status_code)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    try:
+        wait_for(lambda: len(statuses) > 5)
+        rt._call(rt.runtime.restart("a"))
+        wait_for(lambda: len(statuses) > 10)
+    finally:
+        done.set()
+        thread.join(30)
+    after = {w["interpreter"] for w in _workers(rt, "a")["workers"]}
+    assert not before & after and len(after) == 2
+    assert set(statuses) == {200}

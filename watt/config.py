@@ -156,6 +156,10 @@ class Config(_Section):
         GracefulShutdownConfig, _doc("Time limits of a graceful shutdown.")
     ] = GracefulShutdownConfig()
     limits: Annotated[LimitsConfig, _doc("Limits on requests to the entrypoint.")] = LimitsConfig()
+    management_api: Annotated[
+        bool, _doc("Serve the management API on a local socket only this user can reach "
+                   "(used by `watt ps`, `watt applications`, `watt inject`, ...).")
+    ] = True
     autoload: Annotated[
         AutoloadConfig | None, _doc("Load every sub-folder of a folder as an application.")
     ] = None
@@ -174,6 +178,7 @@ class LoadedConfig(msgspec.Struct):
     restart_on_error: bool | int = True
     graceful_shutdown: GracefulShutdownConfig = GracefulShutdownConfig()
     limits: LimitsConfig = LimitsConfig()
+    management_api: bool = True
 
 
 class _Source:
@@ -469,7 +474,8 @@ def _resolve(config: Config, base_dir: str, src: _Source) -> LoadedConfig:
     return LoadedConfig(file=src.file, base_dir=base_dir, entrypoint=entrypoint or ids[0],
                         server=config.server, applications=apps, config=config,
                         mesh=config.mesh, restart_on_error=config.restart_on_error,
-                        graceful_shutdown=config.graceful_shutdown, limits=config.limits)
+                        graceful_shutdown=config.graceful_shutdown, limits=config.limits,
+                        management_api=config.management_api)
 
 
 def _folder(base_dir: str, path: str, key: str, src: _Source) -> str:

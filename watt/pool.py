@@ -151,6 +151,18 @@ class AppPool:
             self.runtime.router.links.worker_stopping(worker)
         await asyncio.gather(*(w.stop(timeout) for w in self.workers), return_exceptions=True)
 
+    async def restart(self, timeout: float) -> None:
+        """Rolling restart: for each worker, a new one starts and is ready before the
+        old one stops taking requests, so an application with several workers (or
+        one, briefly with two) answers throughout."""
+        for old in list(self.workers):
+            new = await self._start_worker(old.index, self._kind)
+            self.workers[self.workers.index(old)] = new
+            self.runtime.router.links.worker_stopping(old)
+            await old.stop(timeout)
+            self.restarts += 1
+        logger.bind(app=self.id).info(f"application {self.id!r} restarted")
+
     def info(self) -> dict:
         return {"id": self.id, "kind": self.capability.name, "isolation": self.isolation,
                 "restarts": self.restarts, "workers": [w.info() for w in self.workers]}

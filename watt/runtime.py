@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 from loguru import logger
@@ -38,7 +39,8 @@ class Runtime:
 
     def __init__(self, config: str | os.PathLike | dict | Config, *, hostname: str | None = None,
                  port: int | None = None, engine: str | None = None,
-                 start_timeout: float = 60.0, graceful_timeout: float | None = None) -> None:
+                 start_timeout: float = 60.0, graceful_timeout: float | None = None,
+                 management: bool = True) -> None:
         self._source = config
         self._hostname = hostname
         self._port = port
@@ -51,6 +53,9 @@ class Runtime:
         self.url: str | None = None
         self._engine = None
         self._state = "new"
+        self._started_at: float | None = None
+        self._management_enabled = management
+        self.management = None  # watt/management.py's server, once started
 
     # -- life cycle -----------------------------------------------------------------
     async def start(self) -> str:
@@ -82,6 +87,12 @@ class Runtime:
             self._state = "stopped"
             raise
         self._state = "running"
+        self._started_at = time.monotonic()
+        if self.config.management_api and self._management_enabled:
+            from .management import ManagementServer
+
+            self.management = ManagementServer(self)
+            await self.management.start()
         logger.info(f"entrypoint {entry!r} listening at {self.url} ({self._engine.name})")
         return self.url
 
@@ -140,6 +151,8 @@ class Runtime:
         if self._state in ("stopped", "stopping"):
             return
         self._state = "stopping"
+        if self.management is not None:
+            await self.management.stop()
         limit = self.config.graceful_shutdown.runtime / 1000 if self.config else None
         try:
             async with asyncio.timeout(limit):
@@ -225,6 +238,24 @@ class Runtime:
             done.set()
         return InjectResponse(start.get("status", 500), list(start.get("headers", [])),
                               b"".join(chunks))
+
+    async def restart(self, app_id: str | None = None) -> None:
+        """Rolling restart of one application (or all): no request fails meanwhile."""
+        if self._state != "running":
+            raise WattError("the runtime is not running", code="WATT_RUNTIME_STATE")
+        if app_id is not None and app_id not in self.pools:
+            raise WattError(f"no application {app_id!r} (known: {', '.join(sorted(self.pools))})",
+                            code="WATT_MESH_UNKNOWN_APP")
+        for pool in [self.pools[app_id]] if app_id else list(self.pools.values()):
+            await pool.restart(self.graceful_timeout)
+
+    def info(self) -> dict:
+        """What ``watt ps`` shows: pid, folder, URL, uptime, applications."""
+        return {"pid": os.getpid(), "cwd": os.getcwd(), "url": self.url,
+                "state": self._state, "file": self.config.file if self.config else None,
+                "entrypoint": self.config.entrypoint if self.config else None,
+                "uptime": (time.monotonic() - self._started_at) if self._started_at else 0.0,
+                "applications": sorted(self.pools)}
 
     def applications(self) -> list[dict]:
         return [pool.info() for pool in self.pools.values()]
