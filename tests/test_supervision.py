@@ -127,3 +127,50 @@ def test_rolling_restart_fails_no_request(watt_runtime):
     after = {w["interpreter"] for w in _workers(rt, "a")["workers"]}
     assert not before & after and len(after) == 2
     assert set(statuses) == {200}
+
+
+def test_health_check_counts_consecutive_unhealthy_checks():
+    from watt.supervision import HealthCheck
+
+    check = HealthCheck(interval=1.0, grace=5.0, max_elu=0.9, max_memory=1000,
+                        max_unhealthy=3)
+    check.report(950, 10, now=1.0)
+    assert check.check(now=2.0, ready_at=0.0) is None  # still in its grace period
+    assert [check.check(now=t, ready_at=-10.0) for t in (2.0, 2.5)] == [None, None]
+    check.report(100, 10, now=2.6)  # healthy again: the count starts over
+    assert check.check(now=3.0, ready_at=-10.0) is None and check.unhealthy == 0
+    check.report(100, 5000, now=3.1)
+    assert [check.check(now=t, ready_at=-10.0) is not None for t in (3.2, 3.3, 3.4)] == [
+        False, False, True]
+    silent = HealthCheck(interval=1.0, grace=0.0, max_elu=0.9, max_memory=0, max_unhealthy=1)
+    silent.report(0, -1, now=0.0)
+    assert silent.check(now=1.5, ready_at=0.0) is None
+    assert "no health report" in silent.check(now=2.5, ready_at=0.0)
+
+
+FAST_HEALTH = {"interval": 100, "gracePeriod": 0, "maxUnhealthyChecks": 2}
+
+
+def test_a_worker_over_max_memory_is_replaced(watt_runtime):
+    rt = watt_runtime({"health": dict(FAST_HEALTH, maxMemory=300 * 1024 * 1024),
+                       "applications": [app_config("p", isolation="process")]})
+    before = rt.inject("p", "GET", "/whoami").json()["pid"]
+    assert rt.inject("p", "GET", "/leak?mb=400").status == 200
+    wait_for(lambda: _workers(rt, "p")["restarts"] == 1)
+    after = rt.inject("p", "GET", "/whoami").json()["pid"]
+    assert after != before
+
+
+def test_a_worker_whose_loop_blocks_forever_is_replaced_and_others_keep_answering(
+        watt_runtime):
+    import concurrent.futures
+
+    rt = watt_runtime({"health": FAST_HEALTH, "entrypoint": "front", "applications": [
+        app_config("front"), app_config("p", isolation="process")]})
+    before = rt.inject("p", "GET", "/whoami").json()["pid"]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        stuck = pool.submit(rt.inject, "p", "GET", "/block-forever")
+        wait_for(lambda: _workers(rt, "p")["restarts"] == 1)
+        assert httpx.get(rt.url + "/whoami", timeout=30).status_code == 200
+        assert stuck.result(timeout=30).status == 502  # the one request it held
+    assert rt.inject("p", "GET", "/whoami").json()["pid"] != before

@@ -77,6 +77,14 @@ class ApplicationConfig(_Section):
         _doc("wsgi/flask/django (WSGI): threads that run the application's synchronous code "
              "in each worker (default 10)."),
     ] = None
+    index: Annotated[
+        list[str] | str | None,
+        _doc("static: files tried for `/` and for folders (default [\"index.html\"])."),
+    ] = None
+    max_age: Annotated[
+        Annotated[int, msgspec.Meta(ge=0)] | None,
+        _doc("static: seconds for `Cache-Control: public, max-age=N` (default: no header)."),
+    ] = None
     restart_on_error: Annotated[
         bool | Annotated[int, msgspec.Meta(ge=0)] | None,
         _doc("Restart a worker that dies: true (backoff from 1000 ms), the first backoff in "
@@ -107,6 +115,25 @@ class LimitsConfig(_Section):
     max_header_size: Annotated[
         int, _doc("Largest request head in bytes (request line and headers).", ge=1024)
     ] = 64 * 1024
+
+
+class HealthConfig(_Section):
+    """Worker health checks: an unhealthy worker is replaced (a new one is ready first)."""
+
+    enabled: Annotated[bool, _doc("Run health checks.")] = True
+    interval: Annotated[int, _doc("Milliseconds between two checks (and reports).", ge=10)] = 30_000
+    grace_period: Annotated[
+        int, _doc("Milliseconds after a worker is ready during which checks do not count.",
+                  ge=0)] = 30_000
+    max_elu: Annotated[
+        float, _doc("Largest event-loop utilization (0-1) that is still healthy.", ge=0, le=1)
+    ] = msgspec.field(default=0.99, name="maxELU")
+    max_memory: Annotated[
+        int, _doc("Largest resident memory of a process worker in bytes (0: no limit); "
+                  "a subinterpreter's own memory cannot be measured apart.", ge=0)
+    ] = 4 * 1024 ** 3
+    max_unhealthy_checks: Annotated[
+        int, _doc("Unhealthy checks in a row before the worker is replaced.", ge=1)] = 10
 
 
 class GracefulShutdownConfig(_Section):
@@ -156,6 +183,7 @@ class Config(_Section):
         GracefulShutdownConfig, _doc("Time limits of a graceful shutdown.")
     ] = GracefulShutdownConfig()
     limits: Annotated[LimitsConfig, _doc("Limits on requests to the entrypoint.")] = LimitsConfig()
+    health: Annotated[HealthConfig, _doc("Worker health checks.")] = HealthConfig()
     management_api: Annotated[
         bool, _doc("Serve the management API on a local socket only this user can reach "
                    "(used by `watt ps`, `watt applications`, `watt inject`, ...).")
@@ -179,6 +207,7 @@ class LoadedConfig(msgspec.Struct):
     graceful_shutdown: GracefulShutdownConfig = GracefulShutdownConfig()
     limits: LimitsConfig = LimitsConfig()
     management_api: bool = True
+    health: HealthConfig = HealthConfig()
 
 
 class _Source:
@@ -475,7 +504,7 @@ def _resolve(config: Config, base_dir: str, src: _Source) -> LoadedConfig:
                         server=config.server, applications=apps, config=config,
                         mesh=config.mesh, restart_on_error=config.restart_on_error,
                         graceful_shutdown=config.graceful_shutdown, limits=config.limits,
-                        management_api=config.management_api)
+                        management_api=config.management_api, health=config.health)
 
 
 def _folder(base_dir: str, path: str, key: str, src: _Source) -> str:

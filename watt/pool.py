@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from .capability import Capability
-from .channel.protocol import UNLINKED
+from .channel.protocol import HEALTH, UNLINKED
 from .config import ApplicationConfig
 from .errors import WattError
 from .isolation import WorkerHandle, WorkerStartError, create_worker
 from .isolation.base import READY
 from .router import RoundRobin
-from .supervision import RestartPolicy
+from .supervision import HealthCheck, RestartPolicy
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -33,6 +33,10 @@ class AppPool:
         self.options = options
         self.runtime = runtime
         self.isolation = app.isolation if app.isolation != "auto" else capability.isolation
+        if self.isolation == "subinterpreter" and capability.isolation == "process":
+            logger.bind(app=app.id).warning(
+                f"application {app.id!r} forces isolation 'subinterpreter', but the "
+                f"{capability.name} capability needs a process: it will likely fail to start")
         self.workers: list[WorkerHandle] = []
         self._rr = RoundRobin()
         restart = app.restart_on_error
@@ -50,6 +54,7 @@ class AppPool:
         return self._rr.pick(self.workers, _is_ready)
 
     def _spec(self, index: int) -> dict:
+        health = self.runtime.config.health
         return {
             "app_id": self.app.id,
             "worker": index,
@@ -62,13 +67,19 @@ class AppPool:
             # Experimental, off by default: poll queues briefly before sleeping
             # (watt/worker/spin.py); benchmarks/mesh.py measures it.
             "spin": os.environ.get("WATT_SPIN") == "1",
+            "health_interval": (health.interval / 1000) if health.enabled else None,
         }
 
     async def _start_worker(self, index: int, kind: str) -> WorkerHandle:
         links = self.runtime.router.links
         worker = create_worker(kind, app_id=self.app.id, index=index, spec=self._spec(index),
                                on_exit=self.runtime._worker_exited, on_gone=links.worker_gone,
-                               on_control=_link_control(links))
+                               on_control=_control(links))
+        health = self.runtime.config.health
+        worker.health = HealthCheck(
+            interval=health.interval / 1000, grace=health.grace_period / 1000,
+            max_elu=health.max_elu, max_memory=health.max_memory,
+            max_unhealthy=health.max_unhealthy_checks)
         await worker.start(timeout=self.runtime.start_timeout)
         self.runtime.router.attach(worker)
         links.worker_ready(worker)
@@ -76,6 +87,10 @@ class AppPool:
 
     async def start(self) -> None:
         kind = "process" if self.isolation == "process" else "subinterpreter"
+        if self.app.isolation == "auto" and self.capability.isolation == "process":
+            logger.bind(app=self.id).info(
+                f"application {self.id!r} runs in process workers: the {self.capability.name} "
+                "capability cannot load in a subinterpreter (isolation: auto)")
         try:
             first = await self._start_worker(0, kind)
         except WorkerStartError as exc:
@@ -151,6 +166,35 @@ class AppPool:
             self.runtime.router.links.worker_stopping(worker)
         await asyncio.gather(*(w.stop(timeout) for w in self.workers), return_exceptions=True)
 
+    def check_health(self, now: float) -> None:
+        """One round of health checks: replace each worker that failed too many."""
+        for worker in list(self.workers):
+            if worker.status != READY or worker.health is None or worker.replacing:
+                continue
+            reason = worker.health.check(now, worker.ready_at or now)
+            if reason is not None:
+                worker.replacing = True
+                logger.bind(app=self.id).warning(
+                    f"worker {worker.name} is unhealthy ({reason}): replacing it")
+                task = asyncio.get_running_loop().create_task(self.replace(worker))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+
+    async def replace(self, old: WorkerHandle) -> None:
+        """A new worker is ready before the old one stops taking requests."""
+        try:
+            new = await self._start_worker(old.index, self._kind)
+        except WattError as exc:
+            old.replacing = False
+            logger.bind(app=self.id).error(f"could not replace {old.name}: {exc}")
+            return
+        if old in self.workers:
+            self.workers[self.workers.index(old)] = new
+        self.restarts += 1
+        self.runtime.router.links.worker_stopping(old)
+        # A blocked loop never drains: give it a short grace, then force it.
+        await old.stop(timeout=1.0)
+
     async def restart(self, timeout: float) -> None:
         """Rolling restart: for each worker, a new one starts and is ready before the
         old one stops taking requests, so an application with several workers (or
@@ -172,9 +216,13 @@ def _is_ready(worker: WorkerHandle) -> bool:
     return worker.status == READY
 
 
-def _link_control(links):
+def _control(links):
+    """Control frames a worker handle passes on: link acknowledgements, health."""
+
     def on_control(worker: WorkerHandle, frame: tuple) -> None:
         if frame[0] == UNLINKED:
             links.unlinked(worker, frame[2])
+        elif frame[0] == HEALTH and worker.health is not None:
+            worker.health.report(frame[2], frame[3], time.monotonic())
 
     return on_control

@@ -56,6 +56,7 @@ class Runtime:
         self._started_at: float | None = None
         self._management_enabled = management
         self.management = None  # watt/management.py's server, once started
+        self._health_task: asyncio.Task | None = None
 
     # -- life cycle -----------------------------------------------------------------
     async def start(self) -> str:
@@ -88,6 +89,8 @@ class Runtime:
             raise
         self._state = "running"
         self._started_at = time.monotonic()
+        if self.config.health.enabled:
+            self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
         if self.config.management_api and self._management_enabled:
             from .management import ManagementServer
 
@@ -142,8 +145,10 @@ class Runtime:
                 capability = capabilities["asgi"]
         if app.app:
             options = dict(options, app=app.app)
-        if app.threads is not None:
-            options = dict(options, threads=app.threads)
+        for key, value in (("threads", app.threads), ("index", app.index),
+                           ("max_age", app.max_age)):
+            if value is not None:  # capability options the config sets
+                options = dict(options, **{key: value})
         return AppPool(app, capability, options, self)
 
     async def stop(self) -> None:
@@ -151,6 +156,8 @@ class Runtime:
         if self._state in ("stopped", "stopping"):
             return
         self._state = "stopping"
+        if self._health_task is not None:
+            self._health_task.cancel()
         if self.management is not None:
             await self.management.stop()
         limit = self.config.graceful_shutdown.runtime / 1000 if self.config else None
@@ -175,6 +182,14 @@ class Runtime:
         ordered = sorted(self.pools.values(), key=lambda pool: pool.id != entry)
         for pool in ordered:  # entrypoint first: it calls the others
             await pool.stop(self.graceful_timeout)
+
+    async def _health_loop(self) -> None:
+        interval = self.config.health.interval / 1000
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for pool in list(self.pools.values()):
+                pool.check_health(now)
 
     def _worker_exited(self, worker: WorkerHandle) -> None:
         pool = self.pools.get(worker.app_id)

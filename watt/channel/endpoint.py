@@ -81,6 +81,12 @@ class Channel:
         self.streams[sid] = stream
         return stream
 
+    def receive_pending(self) -> None:
+        """Handle what the peer sent before it went away, before failing anything."""
+        receive = getattr(self.transport, "receive_pending", None)
+        if receive is not None:
+            receive()
+
     def bounce_undelivered(self) -> int:
         """After the peer died: requests it never took get ``WATT_NO_WORKER``,
         which tells their callers they may send them to another worker.

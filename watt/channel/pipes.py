@@ -71,6 +71,7 @@ class PipeTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drained: asyncio.Future | None = None
         self._on_eof: Callable[[], None] | None = None
+        self._last_read = 0
 
     def start(self, on_frames: Callable[[list], None],
               on_eof: Callable[[], None] | None = None) -> None:
@@ -126,7 +127,15 @@ class PipeTransport:
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
+    def receive_pending(self) -> None:
+        """Deliver every frame already written to us (the peer has exited)."""
+        while not self._closed and self._loop is not None:
+            self._read()
+            if not self._last_read:  # nothing more now (or EOF, which closed us)
+                return
+
     def _read(self) -> None:
+        self._last_read = 0
         try:
             data = os.read(self._rfd, 256 * 1024)
         except BlockingIOError:
@@ -136,6 +145,7 @@ class PipeTransport:
         if not data:
             self._lost()
             return
+        self._last_read = len(data)
         frames = self._codec.feed(data)
         if frames:
             self._on_frames(frames)

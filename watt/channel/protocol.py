@@ -31,6 +31,7 @@ Frame layouts (``sid`` = stream id)::
                           main -> target: serve requests arriving on that channel
     (UNLINK, 0, link_id, gone)  main -> worker: stop using the link; gone=1: close it
     (UNLINKED, 0, link_id)      worker -> main: closed, its fds may be freed
+    (HEALTH, 0, elu_permille, memory_bytes)  worker -> main, every health interval
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ LINK = 24
 LINK_SERVE = 25
 UNLINK = 26
 UNLINKED = 27
+HEALTH = 28
 
 KIND_NAMES = {
     REQUEST: "REQUEST",
@@ -74,6 +76,7 @@ KIND_NAMES = {
     LINK_SERVE: "LINK_SERVE",
     UNLINK: "UNLINK",
     UNLINKED: "UNLINKED",
+    HEALTH: "HEALTH",
 }
 
 # Frames that end a stream for the side receiving them.

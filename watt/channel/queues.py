@@ -81,6 +81,12 @@ class QueueTransport:
             except OSError:  # receiver gone
                 self._closed = True
 
+    def receive_pending(self) -> None:
+        """Deliver every frame already queued for us, now (the peer has exited:
+        its last answers must be handled before its streams are failed)."""
+        if self._on_frames is not None:
+            self._deliver_queued()
+
     def take_unsent(self) -> list:
         """Frames still in our send queue: the receiver never took them.
 
@@ -107,6 +113,9 @@ class QueueTransport:
             if self._on_eof is not None:
                 self._on_eof()
             return
+        self._deliver_queued()
+
+    def _deliver_queued(self) -> None:
         qid = self.recv_qid
         get = _interpqueues.get
         get_count = _interpqueues.get_count

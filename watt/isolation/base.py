@@ -47,6 +47,8 @@ class WorkerHandle:
         self.pid: int | None = None
         self.interpreter_id: int | None = None
         self.ready_at: float | None = None
+        self.health = None  # supervision.HealthCheck, set by the pool
+        self.replacing = False
         self._ready: asyncio.Future | None = None
         self._stopped: asyncio.Future | None = None
         self._exited: asyncio.Future | None = None
@@ -117,6 +119,7 @@ class WorkerHandle:
             self._exited.set_result(None)
         unexpected = self.status == READY
         if self.channel is not None:
+            self.channel.receive_pending()  # its last answers count
             self.channel.bounce_undelivered()
             self.channel.fail_all("WATT_WORKER_DIED", f"worker {self.name} {self._describe_exit()}")
         if self.status == READY:

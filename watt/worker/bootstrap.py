@@ -21,6 +21,7 @@ from watt.channel.endpoint import Channel
 from . import mesh_client
 from .links import LinkTable
 from .serve import WorkerServer
+from .telemetry import MeteredSelector, report_health
 
 _SUBINTERPRETER_REFUSAL = "does not support loading in subinterpreters"
 _INTERNAL_DIRS = (
@@ -42,10 +43,10 @@ def run_subinterpreter(spec: dict) -> None:
             from .spin import SpinSelector
 
             selector = SpinSelector(mesh_client.waiting, mesh_client.read_queues)
-            asyncio.run(serve(spec, transport),
-                        loop_factory=lambda: asyncio.SelectorEventLoop(selector))
         else:
-            asyncio.run(serve(spec, transport))
+            selector = MeteredSelector()
+        asyncio.run(serve(spec, transport, selector),
+                    loop_factory=lambda: asyncio.SelectorEventLoop(selector))
     finally:
         # This thread was not started by this interpreter's threading module; if
         # the app made it known there (asyncio.to_thread does), forget it now, or
@@ -61,7 +62,9 @@ def run_process() -> None:
     spec = json.loads(os.environ.pop("WATT_WORKER_SPEC"))
     _prepare(spec, own_process=True)
     transport = PipeTransport(spec["read_fd"], spec["write_fd"])
-    asyncio.run(serve(spec, transport))
+    selector = MeteredSelector()
+    asyncio.run(serve(spec, transport, selector),
+                loop_factory=lambda: asyncio.SelectorEventLoop(selector))
 
 
 def _prepare(spec: dict, own_process: bool) -> None:
@@ -76,7 +79,7 @@ def _prepare(spec: dict, own_process: bool) -> None:
         data[os.environ.encodekey(key)] = os.environ.encodevalue(value)
 
 
-async def serve(spec: dict, transport) -> None:
+async def serve(spec: dict, transport, selector: MeteredSelector | None = None) -> None:
     """Run one worker until the main side says STOP (or goes away)."""
     loop = asyncio.get_running_loop()
     channel = Channel(transport, p.WORKER_SIDE)
@@ -122,8 +125,14 @@ async def serve(spec: dict, transport) -> None:
     server.app = app
     server.state = lifespan.state
     channel.send((p.READY, 0, os.getpid(), _interpreter_id()))
+    health = None
+    if selector is not None and spec.get("health_interval"):
+        health = asyncio.get_running_loop().create_task(report_health(
+            channel, selector, spec["health_interval"], "read_fd" in spec))
 
     timeout = await stop
+    if health is not None:
+        health.cancel()
     await server.drain(timeout)
     await lifespan.shutdown()
     links.close_all()

@@ -14,11 +14,13 @@ import _interpqueues
 import selectors
 import time
 
+from .telemetry import MeteredSelector
+
 #: Longest poll before sleeping, in nanoseconds.
 SPIN_NS = 30_000
 
 
-class SpinSelector(selectors.DefaultSelector):
+class SpinSelector(MeteredSelector):
     def __init__(self, should_spin, queues) -> None:
         super().__init__()
         self._should_spin = should_spin  # () -> bool: are we waiting on a mesh call?

@@ -10,6 +10,7 @@ NAME = os.environ.get("APP_NAME", "basic")
 _disconnects: asyncio.Queue | None = None
 _socket_events: list[str] = []
 _in_flight = 0
+_leaked: list[bytes] = []
 
 
 def _audit(event, args):
@@ -143,6 +144,14 @@ async def app(scope, receive, send):
         while not os.path.exists(q["flag"]):
             time.sleep(0.005)
         raise SystemExit(1)
+    if path == "/leak":
+        _leaked.append(b"L" * (int(q["mb"]) * 1024 * 1024))  # resident, kept forever
+        return await _json(send, {"leaked_mb": sum(len(b) for b in _leaked) >> 20})
+    if path == "/block-forever":
+        import time
+
+        while True:  # a worker whose event loop never comes back
+            time.sleep(1)
     if path == "/die":
         # Ends this worker's event loop (and so the worker) without killing the process.
         asyncio.get_running_loop().stop()

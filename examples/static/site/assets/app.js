@@ -1,0 +1,1 @@
+document.body.insertAdjacentHTML("beforeend", "<p><small>app.js loaded</small></p>");
