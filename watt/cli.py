@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+import json
 import os
 import sys
 import threading
+from http import HTTPStatus
+from pathlib import Path
 
 import click
 
@@ -57,6 +62,251 @@ def start(config_path: str | None, hostname: str | None, port: int | None,
     except KeyboardInterrupt:
         pass
     _exit(0)
+
+
+# -- commands that talk to a running runtime (watt/management.py) -------------------------
+EXIT_FAILED = 1  # the runtime answered with an error, a non-2xx/3xx inject, a stop that hung
+EXIT_NO_RUNTIME = 3  # none running, several and no PID, unknown PID, or no answer
+_NO_RUNTIME_CODES = ("WATT_MANAGEMENT_NO_RUNTIME", "WATT_MANAGEMENT_AMBIGUOUS",
+                     "WATT_MANAGEMENT_UNREACHABLE", "WATT_MANAGEMENT_UNSAFE_DIR")
+
+
+def _talks_to_runtime(func):
+    """Turn the management client's errors into a message and an exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except WattError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_NO_RUNTIME if exc.code in _NO_RUNTIME_CODES else EXIT_FAILED)
+
+    return wrapper
+
+
+def _target(pid: int | None) -> dict:
+    """The runtime a command is about: ``pid``, else the only one running."""
+    from .management import find_runtime
+
+    return find_runtime(pid)
+
+
+def _api(target: dict, method: str, path: str, payload=None, timeout: float | None = 30.0):
+    from .management import PREFIX, call
+
+    return call(target["socket"], method, PREFIX + path, payload, timeout=timeout)
+
+
+def _split_pid(args: tuple[str, ...], names: list[str]) -> tuple[int | None, list[str]]:
+    """``[PID] NAME...``: a leading PID is there when one more argument than
+    ``names`` was given."""
+    if len(args) == len(names) + 1:
+        if not args[0].isdigit():
+            raise click.UsageError(f"PID must be a number, got {args[0]!r}")
+        return int(args[0]), list(args[1:])
+    if len(args) != len(names):
+        raise click.UsageError(f"expected [PID] {' '.join(names)}")
+    return None, list(args)
+
+
+def _uptime(seconds: float) -> str:
+    seconds = int(seconds)
+    for unit, size, sub, subsize in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
+                                     ("m", 60, "s", 1)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}{(seconds % size) // subsize:02d}{sub}"
+    return f"{seconds}s"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths,
+                                                                               strict=True))
+                     .rstrip() for row in [headers, *rows])
+
+
+def _json_out(data) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+pid_argument = click.argument("pid", type=int, required=False)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+@main.command()
+@json_option
+@_talks_to_runtime
+def ps(as_json: bool) -> None:
+    """List the running Watt runtimes of this user.
+
+    Columns: PID, UPTIME, URL (the entrypoint), CWD (where it was started),
+    APPS (application ids).  A socket left by a runtime that died is removed.
+    Exit codes: 0 (also when none is running).
+    """
+    from .management import list_runtimes
+
+    runtimes = list_runtimes()
+    if as_json:
+        _json_out(runtimes)
+        return
+    if not runtimes:
+        click.echo("no Watt runtime is running", err=True)
+        return
+    rows = [[str(r["pid"]), "?", f"not answering: {r['error']}", "", ""] if "error" in r else
+            [str(r["pid"]), _uptime(r.get("uptime", 0)), r.get("url") or "-", r.get("cwd", ""),
+             ",".join(r.get("applications", []))] for r in runtimes]
+    click.echo(_table(["PID", "UPTIME", "URL", "CWD", "APPS"], rows))
+
+
+@main.command()
+@pid_argument
+@json_option
+@_talks_to_runtime
+def applications(pid: int | None, as_json: bool) -> None:
+    """Show the applications of a runtime and their workers.
+
+    PID defaults to the only running runtime.  Columns: APP, KIND, ISOLATION,
+    RESTARTS (rolling restarts and restarted workers), WORKERS (index, status,
+    and the interpreter id or process id).  Exit codes: 0; 1 the runtime
+    answered with an error; 3 no runtime (or several and no PID).
+    """
+    apps = _api(_target(pid), "GET", "/applications")
+    if as_json:
+        _json_out(apps)
+        return
+
+    def worker(w: dict) -> str:
+        where = f"pid {w['pid']}" if w.get("kind") == "process" else \
+            f"interpreter {w.get('interpreter')}"
+        return f"#{w['worker']} {w['status']} ({where})"
+
+    rows = [[a["id"], a["kind"], a["isolation"], str(a["restarts"]),
+             ", ".join(worker(w) for w in a["workers"])] for a in apps]
+    click.echo(_table(["APP", "KIND", "ISOLATION", "RESTARTS", "WORKERS"], rows))
+
+
+@main.command()
+@click.argument("args", nargs=-1, required=True, metavar="[PID] APP PATH")
+@click.option("-X", "--request", "method", default=None, metavar="METHOD",
+              help="HTTP method (default: GET, or POST with --data).")
+@click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+              help="A request header; repeat for more.")
+@click.option("-d", "--data", default=None, metavar="BODY",
+              help="Request body; @FILE reads a file, @- standard input.")
+@click.option("-i", "--include", is_flag=True, help="Print the response headers too.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print the API answer {"status", "headers", "body", "base64"}.')
+@click.option("--timeout", type=float, default=60.0, show_default=True, metavar="SECONDS",
+              help="How long to wait for the response.")
+@_talks_to_runtime
+def inject(args: tuple[str, ...], method: str | None, headers: tuple[str, ...],
+           data: str | None, include: bool, as_json: bool, timeout: float) -> None:
+    """Send a request to application APP over its channel (no socket, no port).
+
+    Prints the status line (HTTP/1.1 200 OK), the headers with -i, an empty
+    line, then the body.  PATH starts with '/' and may carry a query.
+    Exit codes: 0 status 2xx/3xx; 1 any other status, or the runtime
+    answered with an error (unknown APP); 3 no runtime.
+    """
+    pid, (app_id, path) = _split_pid(args, ["APP", "PATH"])
+    if not path.startswith("/"):
+        raise click.UsageError(f"PATH must start with '/', got {path!r}")
+    pairs = []
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{header!r} is not 'NAME: VALUE'", param_hint="-H")
+        pairs.append([name.strip(), value.strip()])
+    body = b""
+    if data is not None:
+        if data == "@-":
+            body = sys.stdin.buffer.read()
+        elif data.startswith("@"):
+            try:
+                body = Path(data[1:]).read_bytes()
+            except OSError as exc:
+                raise click.BadParameter(str(exc), param_hint="-d") from exc
+        else:
+            body = data.encode()
+    payload = {"method": (method or ("POST" if data is not None else "GET")).upper(),
+               "path": path, "headers": pairs,
+               "body": base64.b64encode(body).decode(), "base64": True}
+    reply = _api(_target(pid), "POST", f"/applications/{app_id}/inject", payload,
+                 timeout=timeout)
+    if as_json:
+        _json_out(reply)
+    else:
+        try:
+            phrase = HTTPStatus(reply["status"]).phrase
+        except ValueError:
+            phrase = ""
+        lines = [f"HTTP/1.1 {reply['status']} {phrase}".rstrip()]
+        if include:
+            lines += [f"{name}: {value}" for name, value in reply["headers"]]
+        click.echo("\n".join(lines) + "\n")
+        content = base64.b64decode(reply["body"]) if reply["base64"] else reply["body"].encode()
+        sys.stdout.flush()
+        sys.stdout.buffer.write(content)
+        if content and not content.endswith(b"\n") and sys.stdout.isatty():
+            sys.stdout.buffer.write(b"\n")
+        sys.stdout.flush()
+    if not 200 <= reply["status"] < 400:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.argument("args", nargs=-1, metavar="[PID] [APP]")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS",
+              help="How long to wait for each application (default: no limit).")
+@_talks_to_runtime
+def restart(args: tuple[str, ...], timeout: float | None) -> None:
+    """Rolling restart of APP (default: every application, one after the other).
+
+    Each worker is replaced by a new one that is ready before the old one
+    stops, so requests keep being served.  A lone numeric argument is a PID
+    (give both PID and APP for an application whose id is a number).
+    Exit codes: 0; 1 the restart failed or APP is unknown; 3 no runtime.
+    """
+    if len(args) > 2:
+        raise click.UsageError("expected [PID] [APP]")
+    if len(args) == 2:
+        pid, app_ids = _split_pid(args, ["APP"])
+    elif args and args[0].isdigit():
+        pid, app_ids = int(args[0]), []
+    else:
+        pid, app_ids = None, list(args)
+    target = _target(pid)
+    if not app_ids:
+        app_ids = [a["id"] for a in _api(target, "GET", "/applications")]
+    for app_id in app_ids:
+        info = _api(target, "POST", f"/applications/{app_id}/restart", timeout=timeout)
+        click.echo(f"restarted {app_id} in {target['pid']}: {len(info['workers'])} worker(s), "
+                   f"{info['restarts']} restart(s) so far")
+
+
+@main.command()
+@pid_argument
+@click.option("--timeout", type=float, default=None, metavar="SECONDS",
+              help="How long to wait for the process to end (default: the runtime's "
+                   "gracefulShutdown.runtime plus 5 s).")
+@_talks_to_runtime
+def stop(pid: int | None, timeout: float | None) -> None:
+    """Stop a runtime gracefully (as SIGTERM does) and wait until its process is gone.
+
+    Exit codes: 0 the process ended; 1 it was still running after the
+    timeout; 3 no runtime.
+    """
+    from .management import wait_gone
+
+    target = _target(pid)
+    answer = _api(target, "POST", "/stop")
+    limit = timeout if timeout is not None else float(answer.get("timeout") or 30) + 5
+    click.echo(f"stopping {target['pid']}...", err=True)
+    if not wait_gone(target["pid"], limit):
+        raise WattError(f"process {target['pid']} still runs after {limit:g} s",
+                        code="WATT_MANAGEMENT_STOP_TIMEOUT")
+    click.echo(f"stopped {target['pid']}")
 
 
 def _exit(code: int) -> None:

@@ -97,13 +97,18 @@ async def forward(router, app_id: str, scope: dict, receive, send, limits=None) 
         if refused is not None:
             await _send_error(send, refused)
             return
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        # Picked only now, with the first body bytes in hand: the REQUEST goes out
+        # at once, so a worker exiting meanwhile finds it queued (and bounces it).
         worker = router.pick(app_id)
         if worker is None:
             await _send_error(send, "WATT_NO_WORKER")
             return
         pool.in_flight += 1
         try:
-            await _forward_http(worker.channel.open_stream(), scope, receive, send,
+            await _forward_http(worker.channel.open_stream(), scope, message, receive, send,
                                 lambda: _repick(router, app_id), limits)
         finally:
             pool.in_flight -= 1
@@ -196,12 +201,8 @@ def _repick(router, app_id: str) -> Stream | None:
     return None if worker is None else worker.channel.open_stream()
 
 
-async def _forward_http(stream: Stream, scope: dict, receive, send, repick,
+async def _forward_http(stream: Stream, scope: dict, message: dict, receive, send, repick,
                         limits=None) -> None:
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        stream.finish()
-        return
     body = message.get("body", b"")
     more = bool(message.get("more_body", False))
     budget = _Budget(limits.max_body_size if limits is not None else 0)

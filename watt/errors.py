@@ -86,6 +86,26 @@ CODES: dict[str, str] = {
     "WATT_ENGINE_UNAVAILABLE": "`server.engine` names an HTTP engine that is not installed.",
     "WATT_ENTRYPOINT_BIND": "The entrypoint could not bind its host and port.",
     "WATT_ERROR": "Generic failure without a more specific code (a bug: please report it).",
+    "WATT_MANAGEMENT_AMBIGUOUS": (
+        "Several runtimes are running and a `watt` command was given no PID to choose one."
+    ),
+    "WATT_MANAGEMENT_BAD_REQUEST": (
+        "A management API request is malformed: bad JSON, wrong method, body too large."
+    ),
+    "WATT_MANAGEMENT_NOT_FOUND": "A management API path names no endpoint (404).",
+    "WATT_MANAGEMENT_NO_RUNTIME": (
+        "No runtime is running (or none with the given PID) for a `watt` command."
+    ),
+    "WATT_MANAGEMENT_SOCKET": "The management socket could not be created (path too long?).",
+    "WATT_MANAGEMENT_STOP_TIMEOUT": (
+        "`watt stop`: the runtime process was still running at the time limit."
+    ),
+    "WATT_MANAGEMENT_UNREACHABLE": (
+        "A runtime's management socket exists but the runtime did not answer on it."
+    ),
+    "WATT_MANAGEMENT_UNSAFE_DIR": (
+        "The management socket folder is not a 0700 folder owned by this user."
+    ),
     "WATT_MESH_BAD_URL": (
         "A `watt.mesh` call was given a URL that is not `http://<id>.plt.local/...`."
     ),
