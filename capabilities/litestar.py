@@ -17,9 +17,7 @@ or a ``create_app()`` factory (the names Litestar's own CLI looks for).
 
 from __future__ import annotations
 
-from watt.capability import Capability
-
-from .fastapi import framework_app
+from watt.capability import Capability, framework_app
 
 
 def detect(path: str) -> dict | None:

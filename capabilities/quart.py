@@ -18,9 +18,7 @@ or a ``create_app()`` factory (Quart's and Flask's convention).
 
 from __future__ import annotations
 
-from watt.capability import Capability
-
-from .fastapi import framework_app
+from watt.capability import Capability, framework_app
 
 
 def detect(path: str) -> dict | None:

@@ -454,3 +454,21 @@ def test_pipe_frame_sent_before_start_is_delivered():
         assert await asyncio.wait_for(got, 1) == [(p.BODY, 2, big, False)]
 
     run_pair(pipe_pair, body)
+
+
+def test_malformed_frames_are_rejected_and_logged_and_the_rest_delivered(capsys):
+    async def body(ta, tb):
+        main, worker, accepted = channels(ta, tb)
+        stream = main.open_stream()
+        # Garbage a buggy peer could send: too short, unknown stream, bad credit
+        # shape; then a good REQUEST in the same batch.
+        ta.send(())
+        ta.send((p.BODY,))
+        ta.send((p.CREDIT, 999))
+        stream.send((p.REQUEST, stream.sid, None, SCOPE, b"", False))
+        frame, _ = await asyncio.wait_for(accepted.get(), GUARD)
+        assert frame[1] == stream.sid
+        assert worker.rejected == 2  # () and (BODY,); an unknown stream is simply dropped
+
+    run_pair(memory_pair, body)
+    assert capsys.readouterr().err.count("rejected a malformed frame") == 2

@@ -587,3 +587,29 @@ def test_schema_key_in_config_is_accepted(tmp_path: Path) -> None:
 def test_main_prints_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--schema"]) == 0
     assert json.loads(capsys.readouterr().out) == generate_schema()
+
+
+def test_any_input_gives_a_config_or_a_coded_error() -> None:
+    """Property: the loader never raises anything but a WattError with a code."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from watt.errors import WattError
+
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.floats(),
+                       st.text(max_size=8), st.sampled_from(["a", "/tmp", "main:app", "auto"]))
+    keys = st.sampled_from(["entrypoint", "server", "applications", "autoload", "id", "path",
+                            "app", "workers", "port", "hostname", "env", "mesh", "limits",
+                            "health", "kind", "isolation", "x", "$schema"])
+    values = st.recursive(leaves, lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(keys, inner, max_size=4)), max_leaves=12)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.dictionaries(keys, values, max_size=5))
+    def check(raw):
+        try:
+            load_config(raw, env={})
+        except WattError as exc:
+            assert exc.code.startswith("WATT_CONFIG_") and str(exc)
+
+    check()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,6 +75,41 @@ def find_app_file(path: str, must_contain: str | None = None) -> dict | None:
                 or f"def {attr}(" in text or f"async def {attr}(" in text:
             return {"app": f"{filename[:-3]}:{attr}"}
     return None
+
+
+_FRAMEWORK_FILES = ("main.py", "app.py", "asgi.py")
+_FRAMEWORK_ATTRS = ("app", "application")
+_FRAMEWORK_FACTORIES = ("create_app",)
+
+
+def framework_app(path: str, framework: str) -> dict | None:
+    """``{"app": "file:attr"}`` for the first conventional file that imports
+    ``framework`` and defines an application (or a factory), else None.
+
+    Shared by the framework capabilities (fastapi, litestar, quart): an import
+    statement, not a mere mention, decides, so a Starlette app that names
+    FastAPI in a comment stays a Starlette app.
+    """
+    imports = re.compile(
+        rf"^[ \t]*(?:from[ \t]+{framework}(?:\.\w+)*[ \t]+import\b|import[ \t]+{framework}\b)",
+        re.M)
+    for filename in _FRAMEWORK_FILES:
+        full = os.path.join(path, filename)
+        if not os.path.isfile(full):
+            continue
+        with open(full, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+        if not imports.search(text):
+            continue
+        for attr in _FRAMEWORK_ATTRS:
+            if re.search(rf"^(?:{attr}[ \t]*[:=]|(?:async[ \t]+)?def[ \t]+{attr}[ \t]*\()",
+                         text, re.M):
+                return {"app": f"{filename[:-3]}:{attr}"}
+        for factory in _FRAMEWORK_FACTORIES:
+            if re.search(rf"^(?:async[ \t]+)?def[ \t]+{factory}[ \t]*\(", text, re.M):
+                return {"app": f"{filename[:-3]}:{factory}()"}
+    return None
+
 
 
 def import_app(spec: str) -> Callable:

@@ -10,6 +10,7 @@ awaits, or (on the main side) the relay of a mesh call.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import deque
 from collections.abc import Callable
 
@@ -38,6 +39,7 @@ class Channel:
         self.on_lost: Callable[[], None] | None = None
         self.send = transport.send
         self.lost = False
+        self.rejected = 0  # malformed frames dropped (logged)
 
     def start(self) -> None:
         self.transport.start(self._on_frames, self._on_eof)
@@ -45,18 +47,23 @@ class Channel:
     def _on_frames(self, frames: list) -> None:
         streams = self.streams
         for frame in frames:
-            sid = frame[1]
-            if sid == 0:
-                if self.on_control is not None:
-                    self.on_control(frame)
-                continue
-            handler = streams.get(sid)
-            if handler is not None:
-                handler.feed(frame)
-            elif frame[0] == p.REQUEST and p.opened_by(sid) != self.side:
-                if self.on_request is not None:
-                    self.on_request(frame)
-            # else: a late frame for a finished stream (CREDIT, CANCEL): drop.
+            try:
+                sid = frame[1]
+                if sid == 0:
+                    if self.on_control is not None:
+                        self.on_control(frame)
+                    continue
+                handler = streams.get(sid)
+                if handler is not None:
+                    handler.feed(frame)
+                elif frame[0] == p.REQUEST and p.opened_by(sid) != self.side:
+                    if self.on_request is not None:
+                        self.on_request(frame)
+                # else: a late frame for a finished stream (CREDIT, CANCEL): drop.
+            except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the rest
+                self.rejected += 1
+                print(f"[watt] channel: rejected a malformed frame {_short(frame)}: "
+                      f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
     def _on_eof(self) -> None:
         self.fail_all("WATT_WORKER_DIED", "the channel's peer went away")
@@ -227,6 +234,11 @@ class Stream:
             self.finished = True
             if self.channel.streams.get(self.sid) is self:
                 del self.channel.streams[self.sid]
+
+
+def _short(frame) -> str:
+    text = repr(frame)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _closed_reason(frame: tuple) -> tuple[str, str]:
