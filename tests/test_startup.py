@@ -184,3 +184,36 @@ def test_requests_a_dying_worker_never_took_go_to_another_worker(watt_runtime, t
     assert queued >= 2
     assert [a.status_code for a in answers] == [200] * 4
     assert {a.json()["interpreter"] for a in answers} == {alive.interpreter_id}
+
+
+def test_a_third_party_capability_registered_by_entry_point_is_used(watt_runtime, tmp_path,
+                                                                   monkeypatch):
+    import sys
+
+    # A tiny installed distribution: its metadata declares the entry point in the
+    # watt.capabilities group, as `pip install` would lay it out.
+    site = tmp_path / "site"
+    (site / "tiny_cap-1.0.dist-info").mkdir(parents=True)
+    (site / "tiny_cap-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: tiny-cap\nVersion: 1.0\n")
+    (site / "tiny_cap-1.0.dist-info" / "entry_points.txt").write_text(
+        "[watt.capabilities]\ntiny = tiny_cap:capability\n")
+    (site / "tiny_cap.py").write_text(
+        "from watt.capability import Capability\n\n"
+        "async def _app(scope, receive, send):\n"
+        "    if scope['type'] != 'http':\n"
+        "        return\n"
+        "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+        "    await send({'type': 'http.response.body', 'body': b'tiny capability'})\n\n"
+        "def load(options):\n"
+        "    return _app\n\n"
+        "capability = Capability(name='tiny', loader='tiny_cap:load',\n"
+        "                        detect=lambda path: {} if path.endswith('tinyapp') else None,\n"
+        "                        priority=50)\n")
+    monkeypatch.syspath_prepend(str(site))
+    folder = tmp_path / "tinyapp"
+    folder.mkdir()
+    rt = watt_runtime({"applications": [{"id": "t", "path": str(folder)}]})
+    assert httpx.get(rt.url, timeout=30).text == "tiny capability"
+    assert [a["kind"] for a in rt.applications()] == ["tiny"]
+    assert "tiny_cap" in sys.modules  # loaded through its entry point, in this process

@@ -134,7 +134,7 @@ class Runtime:
             capability, options = None, {}
             for cap in sorted(capabilities.values(), key=lambda c: -c.priority):
                 found = cap.detect(app.path)
-                if found:
+                if found is not None:  # {} = detected, no options
                     capability, options = cap, found
                     break
             if capability is None:
