@@ -15,6 +15,8 @@ import itertools
 import os
 import socket
 
+from loguru import logger
+
 from .channel import protocol as p
 from .channel.endpoint import Stream, StreamClosed
 from .errors import WattError
@@ -270,6 +272,9 @@ async def _forward_http(stream: Stream, scope: dict, message: dict, receive, sen
                 if not started:
                     await _send_error(send, frame[2])
                     return
+                # Headers are gone already: all that is left is to cut the
+                # connection, so the client cannot take a truncated body as whole.
+                logger.warning(f"response aborted mid-body: {frame[2]}: {frame[3]}")
                 raise ConnectionAbortedError(f"{frame[2]}: {frame[3]}")
             else:  # CANCEL: the client went away, or sent more body than allowed
                 if budget.exceeded and not started:
