@@ -79,6 +79,7 @@ class RuntimeHandle:
             self._mesh.close()
         try:
             self._call(self.runtime.stop())
+            self._call(_cancel_leftovers())  # as asyncio.run does before closing a loop
         finally:
             self._close_loop()
 
@@ -93,6 +94,15 @@ class RuntimeHandle:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+async def _cancel_leftovers() -> None:
+    """Cancel what the engines left on the loop (idle keep-alive connections)."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
 
 
 async def _async(fn):
