@@ -84,3 +84,35 @@ def test_an_application_that_never_starts_times_out_and_the_command_ends(tmp_pat
     assert proc.wait(timeout=60) == 1
     err = "".join(proc.stderr)
     assert "WATT_APP_START_TIMEOUT" in err and "'stuck'" in err
+
+
+def test_watt_config_checks_and_prints_the_resolved_config(tmp_path):
+    config = tmp_path / "watt.json"
+    config.write_text(json.dumps({"workers": 2, "applications": [
+        {"id": "a", "path": str(APPS / "basic"), "app": "main:app"}]}))
+    out = subprocess.run([sys.executable, "-m", "watt.cli", "config", "-c", str(config),
+                          "--resolved"], capture_output=True, text=True, cwd=ROOT, check=True)
+    resolved = json.loads(out.stdout)
+    assert resolved["applications"][0]["workers"] == 2 and resolved["entrypoint"] == "a"
+    schema = subprocess.run([sys.executable, "-m", "watt.cli", "config", "--schema"],
+                            capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert json.loads(schema) == json.loads((ROOT / "config.schema.json").read_text())
+    config.write_text('{"applications": [], "bogus": 1}')
+    bad = subprocess.run([sys.executable, "-m", "watt.cli", "config", "-c", str(config)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "WATT_CONFIG_UNKNOWN_KEY" in bad.stderr
+
+
+def test_watt_start_workers_overrides_every_application(tmp_path):
+    config = tmp_path / "watt.json"
+    config.write_text(json.dumps({"server": {"port": 0}, "applications": [
+        {"id": "a", "path": str(APPS / "basic"), "app": "main:app", "workers": 1}]}))
+    proc = WattProcess("-c", str(config), "--workers", "2")
+    try:
+        url = proc.wait_url()
+        seen = {httpx.get(url + "/whoami", timeout=30).json()["interpreter"] for _ in range(4)}
+        assert len(seen) == 2
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.wait() == 0
+    finally:
+        proc.kill()

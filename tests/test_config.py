@@ -54,7 +54,7 @@ def test_json_file_with_defaults(tmp_path: Path) -> None:
     assert loaded.entrypoint == "api"
     assert loaded.server == ServerConfig(hostname="127.0.0.1", port=3042, engine="auto")
     (app,) = loaded.applications
-    assert app == ApplicationConfig(id="api", path=str(tmp_path / "api"))
+    assert app == ApplicationConfig(id="api", path=str(tmp_path / "api"), workers=1)
     assert (app.app, app.kind, app.workers, app.isolation, app.env) == (None, None, 1, "auto", {})
     # the decoded config keeps the path as written; the resolved one is absolute
     assert loaded.config.applications[0].path == "api"
@@ -477,7 +477,7 @@ def test_autoload_with_exclude_hidden_and_override(tmp_path: Path) -> None:
     api, admin, web = loaded.applications
     assert (api.path, api.workers) == (str(tmp_path / "custom-api"), 2)
     assert admin.path == str(tmp_path / "apps" / "Admin")
-    assert web == ApplicationConfig(id="web", path=str(tmp_path / "apps" / "web"))
+    assert web == ApplicationConfig(id="web", path=str(tmp_path / "apps" / "web"), workers=1)
 
 
 def test_autoload_alone_single_application_is_entrypoint(tmp_path: Path) -> None:
@@ -570,12 +570,13 @@ def test_schema_shape() -> None:
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {"$schema", "entrypoint", "server", "applications",
                                          "autoload", "mesh", "restartOnError",
-                                         "gracefulShutdown", "limits", "managementApi",
+                                         "gracefulShutdown", "limits", "managementApi", "workers",
                                          "health"}
     assert schema["$defs"]["MeshConfig"]["properties"]["timeout"]["exclusiveMinimum"] == 0
     app = schema["$defs"]["ApplicationConfig"]
     assert app["required"] == ["id", "path"]
-    assert app["properties"]["workers"]["minimum"] == 1
+    assert {"type": "integer", "minimum": 1} in app["properties"]["workers"]["anyOf"]
+    assert schema["properties"]["workers"]["minimum"] == 1
     assert schema["$defs"]["ServerConfig"]["properties"]["port"]["maximum"] == 65535
 
 
@@ -613,3 +614,12 @@ def test_any_input_gives_a_config_or_a_coded_error() -> None:
             assert exc.code.startswith("WATT_CONFIG_") and str(exc)
 
     check()
+
+
+def test_top_level_workers_is_the_default_for_applications(tmp_path: Path) -> None:
+    raw = {"workers": 3, "entrypoint": "a", "applications": [
+        {"id": "a", "path": str(tmp_path)}, {"id": "b", "path": str(tmp_path), "workers": 1}]}
+    loaded = load_config(raw, env={})
+    assert [a.workers for a in loaded.applications] == [3, 1]
+    assert [a.workers for a in load_config({"applications": [
+        {"id": "a", "path": str(tmp_path)}]}, env={}).applications] == [1]

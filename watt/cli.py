@@ -39,13 +39,15 @@ def main() -> None:
 @click.option("--hostname", "--host", default=None, help="Override server.hostname.")
 @click.option("-p", "--port", type=int, default=None,
               help="Override server.port (0 picks a free port).")
+@click.option("-w", "--workers", type=click.IntRange(min=1), default=None,
+              help="Workers for every application (overrides the config).")
 @click.option("--start-timeout", type=float, default=60.0, show_default=True, metavar="SECONDS",
               help="How long a worker may take to import its app and finish lifespan start-up.")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"],
                                 case_sensitive=False))
 def start(config_path: str | None, hostname: str | None, port: int | None,
-          start_timeout: float, log_level: str) -> None:
+          workers: int | None, start_timeout: float, log_level: str) -> None:
     """Start the runtime in production mode and print the entrypoint URL.
 
     Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 when an
@@ -55,13 +57,40 @@ def start(config_path: str | None, hostname: str | None, port: int | None,
 
     try:
         run(config_path or _default_config(), hostname=hostname, port=port,
-            log_level=log_level, start_timeout=start_timeout)
+            log_level=log_level, start_timeout=start_timeout, workers=workers)
     except WattError as exc:
         click.echo(f"error: {exc}", err=True)
         _exit(EXIT_CONFIG if exc.code.startswith("WATT_CONFIG") else EXIT_START)
     except KeyboardInterrupt:
         pass
     _exit(0)
+
+
+@main.command("config")
+@click.option("-c", "--config", "config_path", default=None, metavar="FILE",
+              help="watt.json or watt.toml (default: the one in the current folder).")
+@click.option("--resolved", is_flag=True,
+              help="Show it as the runtime sees it: placeholders filled, paths absolute, "
+                   "autoload expanded, defaults applied.")
+@click.option("--schema", is_flag=True, help="Print the JSON schema of the configuration.")
+def config_command(config_path: str | None, resolved: bool, schema: bool) -> None:
+    """Check a configuration (exit 2 with the error when invalid) and print it as JSON."""
+    import json
+
+    import msgspec
+
+    from .config import generate_schema, load_config
+
+    if schema:
+        click.echo(json.dumps(generate_schema(), indent=2))
+        return
+    try:
+        loaded = load_config(config_path or _default_config())
+    except WattError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    data = loaded if resolved else loaded.config
+    click.echo(json.dumps(msgspec.to_builtins(data), indent=2))
 
 
 # -- commands that talk to a running runtime (watt/management.py) -------------------------

@@ -65,7 +65,10 @@ class ApplicationConfig(_Section):
              "when absent."),
     ] = None
     kind: Annotated[str | None, _doc("Capability name (asgi, django, ...); else detected.")] = None
-    workers: Annotated[int, _doc("Number of workers.", ge=1)] = 1
+    workers: Annotated[
+        Annotated[int, msgspec.Meta(ge=1)] | None,
+        _doc("Number of workers (default: the top-level `workers`, else 1)."),
+    ] = None
     isolation: Annotated[
         Literal["auto", "subinterpreter", "process"],
         _doc("Where workers run; `auto` picks a process when the application cannot load in a "
@@ -174,6 +177,8 @@ class Config(_Section):
     server: Annotated[ServerConfig, _doc("The public HTTP server.")] = ServerConfig()
     applications: Annotated[list[ApplicationConfig], _doc("The applications.")] = []
     mesh: Annotated[MeshConfig, _doc("Calls between applications.")] = MeshConfig()
+    workers: Annotated[
+        int, _doc("Workers of each application that does not set its own.", ge=1)] = 1
     restart_on_error: Annotated[
         bool | Annotated[int, msgspec.Meta(ge=0)],
         _doc("Restart workers that die: true (backoff from 1000 ms), the first backoff in ms "
@@ -486,6 +491,9 @@ def _resolve(config: Config, base_dir: str, src: _Source) -> LoadedConfig:
         apps.append(msgspec.structs.replace(app, path=path))
     if config.autoload is not None:  # an explicit application overrides an autoloaded one
         apps += [a for a in _autoload(config.autoload, base_dir, src) if a.id not in seen]
+    # Each application's worker count, the top-level `workers` where it sets none.
+    apps = [a if a.workers is not None else msgspec.structs.replace(a, workers=config.workers)
+            for a in apps]
     if not apps:
         raise src.error("WATT_CONFIG_INVALID", "applications", "at least one application is "
                         "needed: list one in `applications` or set `autoload.path`")

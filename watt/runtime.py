@@ -15,6 +15,7 @@ import os
 import time
 from pathlib import Path
 
+import msgspec
 from loguru import logger
 
 from .capability import discover
@@ -40,7 +41,7 @@ class Runtime:
     def __init__(self, config: str | os.PathLike | dict | Config, *, hostname: str | None = None,
                  port: int | None = None, engine: str | None = None,
                  start_timeout: float = 60.0, graceful_timeout: float | None = None,
-                 management: bool = True) -> None:
+                 management: bool = True, workers: int | None = None) -> None:
         self._source = config
         self._hostname = hostname
         self._port = port
@@ -55,6 +56,7 @@ class Runtime:
         self._state = "new"
         self._started_at: float | None = None
         self._management_enabled = management
+        self._workers = workers  # overrides every application's worker count
         self.management = None  # watt/management.py's server, once started
         self._health_task: asyncio.Task | None = None
 
@@ -67,6 +69,9 @@ class Runtime:
         if isinstance(source, os.PathLike):
             source = str(source)
         self.config = load_config(source)
+        if self._workers is not None:
+            self.config.applications = [msgspec.structs.replace(app, workers=self._workers)
+                                        for app in self.config.applications]
         if self.graceful_timeout is None:  # gracefulShutdown.application, in seconds
             self.graceful_timeout = self.config.graceful_shutdown.application / 1000
         try:

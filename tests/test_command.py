@@ -1,0 +1,206 @@
+"""The `command` capability end to end: a real runtime, a real program (a standard
+library HTTP server in tests/apps/command_app) started on $PORT and proxied."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import uuid
+
+import httpx
+import pytest
+from support import APPS, ROOT, app_config, wait_for
+
+from capabilities import command
+from watt.errors import ApplicationStartError
+from watt.testing import RuntimeHandle
+
+
+def program_folder(base, argv: list[str] | None = None, **options) -> str:
+    """A copy of command_app whose watt.command.json runs this very Python."""
+    folder = base / "command_app"
+    shutil.copytree(APPS / "command_app", folder)
+    options["command"] = argv or [sys.executable, "server.py"]
+    (folder / command.CONFIG_FILE).write_text(json.dumps(options))
+    return str(folder)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def rt(tmp_path_factory):
+    folder = program_folder(tmp_path_factory.mktemp("cmd"))
+    config = {"entrypoint": "cmd", "applications": [
+        {"id": "cmd", "path": folder}, app_config("front")]}
+    with RuntimeHandle(config) as handle:
+        yield handle
+
+
+def hello(url: str) -> httpx.Response:
+    return httpx.get(url + "/hello", timeout=30)
+
+
+def test_detected_by_its_file_and_runs_in_a_subinterpreter(rt):
+    apps = {a["id"]: a for a in rt.applications()}
+    assert apps["cmd"]["kind"] == "command"
+    assert apps["cmd"]["isolation"] == "subinterpreter"
+    assert apps["cmd"]["workers"][0]["pid"] == os.getpid()
+
+
+def test_reached_through_the_entrypoint(rt):
+    reply = hello(rt.url)
+    assert reply.status_code == 200
+    pid = reply.json()["pid"]
+    assert pid != os.getpid() and alive(pid)
+    # Kept alive: a second request is answered by the same program.
+    assert hello(rt.url).json()["pid"] == pid
+    assert httpx.get(rt.url + "/nope", timeout=30).status_code == 404
+
+
+def test_reached_through_the_mesh_from_another_app(rt):
+    reply = rt.inject("front", "GET", "/fetch?target=cmd.plt.local&path=/hello").json()
+    assert reply["status"] == 200
+    assert json.loads(reply["body"])["pid"] == hello(rt.url).json()["pid"]
+
+
+def test_a_1mb_post_body_is_echoed(rt):
+    body = os.urandom(1024 * 1024)
+    reply = httpx.post(rt.url + "/echo", content=body, timeout=30,
+                       headers={"content-type": "application/x-test"})
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == "application/x-test"
+    assert reply.content == body
+
+
+def test_a_streamed_post_body_is_sent_chunked(rt):
+    # No content-length from the client: the proxy sends chunked; http.server does not
+    # decode chunked bodies, so the program sees length 0, but the request completes.
+    def gen():
+        yield b"a" * 10
+    reply = httpx.post(rt.url + "/echo", content=gen(), timeout=30)
+    assert reply.status_code == 200
+
+
+def test_headers_and_x_forwarded_are_passed_as_the_entrypoint_set_them(rt):
+    reply = httpx.get(rt.url + "/headers", timeout=30, headers={"x-custom": "yes"}).json()
+    lowered = {k.lower(): v for k, v in reply.items()}
+    assert lowered["x-custom"] == "yes"
+    assert lowered["x-forwarded-for"] == "127.0.0.1"  # once: the proxy adds no hop
+    assert lowered["x-forwarded-proto"] == "http"
+    assert lowered["host"] == rt.url.removeprefix("http://")
+    assert "connection" not in lowered or lowered["connection"].lower() != "close"
+
+
+def test_the_programs_output_is_captured_with_the_app_id(rt, capfd):
+    tag = uuid.uuid4().hex
+    reply = httpx.get(rt.url + f"/hello?tag={tag}", timeout=30)
+    pid = reply.json()["pid"]
+    printed = f"[cmd] hello served by pid {pid} tag={tag}"  # its stdout
+    logged = f'"GET /hello?tag={tag} HTTP/1.1" 200'  # http.server's stderr log
+    seen: list[str] = []
+
+    def both_seen() -> bool:
+        seen.append(capfd.readouterr().err)
+        lines = "".join(seen).splitlines()
+        return printed in lines and any(
+            line.startswith("[cmd] ") and logged in line for line in lines)
+
+    wait_for(both_seen, timeout=10)
+
+
+def test_a_crashed_program_is_restarted_and_none_is_left_after_stop(tmp_path, watt_runtime):
+    folder = program_folder(tmp_path)
+    handle = watt_runtime({"entrypoint": "cmd", "applications": [
+        {"id": "cmd", "path": folder, "kind": "command"}]})
+    first = hello(handle.url).json()["pid"]
+    assert httpx.get(handle.url + "/crash", timeout=30).text == "bye\n"
+    statuses = []
+
+    def unavailable() -> bool:
+        reply = hello(handle.url)
+        statuses.append(reply.status_code)
+        return reply.status_code == 503 and int(reply.headers["retry-after"]) >= 1
+
+    wait_for(unavailable, timeout=10)  # the backoff (1 s) leaves a 503 window
+    answers = {}
+
+    def back() -> bool:
+        reply = hello(handle.url)
+        if reply.status_code == 200:
+            answers["pid"] = reply.json()["pid"]
+        return reply.status_code == 200
+
+    wait_for(back, timeout=20)
+    second = answers["pid"]
+    assert second != first and alive(second)
+    wait_for(lambda: not alive(first), timeout=5)
+    handle.stop()
+    assert not alive(second)
+
+
+def test_a_command_that_exits_at_once_fails_the_start(tmp_path, watt_runtime):
+    folder = program_folder(tmp_path, [sys.executable, "-c",
+                                       "import sys; print('no port for me'); sys.exit(7)"])
+    with pytest.raises(ApplicationStartError) as info:
+        watt_runtime({"applications": [{"id": "quitter", "path": folder}]})
+    assert info.value.code == "WATT_APP_LIFESPAN_FAILED"
+    message = str(info.value)
+    assert "exited with code 7" in message and "no port for me" in message
+    assert "quitter" in message
+
+
+def test_a_command_that_never_listens_fails_after_start_timeout(tmp_path, watt_runtime):
+    marker = tmp_path / "pid"
+    script = f"import os, time; open({str(marker)!r}, 'w').write(str(os.getpid())); " \
+             "time.sleep(60)"
+    folder = program_folder(tmp_path, [sys.executable, "-c", script], startTimeout=1)
+    with pytest.raises(ApplicationStartError) as info:
+        watt_runtime({"applications": [{"id": "mute", "path": folder}]})
+    assert info.value.code == "WATT_APP_LIFESPAN_FAILED"
+    assert "did not listen" in str(info.value) and "startTimeout (1 s)" in str(info.value)
+    assert not alive(int(marker.read_text()))
+
+
+def test_a_missing_program_fails_the_start_with_its_name(tmp_path, watt_runtime):
+    folder = program_folder(tmp_path, ["./no-such-program", "--port"])
+    with pytest.raises(ApplicationStartError) as info:
+        watt_runtime({"applications": [{"id": "ghost", "path": folder}]})
+    assert info.value.code == "WATT_APP_LIFESPAN_FAILED"
+    assert "`./no-such-program --port` could not start" in str(info.value)
+
+
+def test_runs_the_same_in_a_process_worker(tmp_path, watt_runtime):
+    folder = program_folder(tmp_path)
+    handle = watt_runtime({"entrypoint": "cmd", "applications": [
+        {"id": "cmd", "path": folder, "isolation": "process"}]})
+    [app] = handle.applications()
+    assert app["isolation"] == "process"
+    body = os.urandom(200_000)
+    assert httpx.post(handle.url + "/echo", content=body, timeout=30).content == body
+    pid = hello(handle.url).json()["pid"]
+    handle.stop()
+    assert not alive(pid)
+
+
+def test_example_calls_the_program_through_the_mesh(watt_runtime):
+    handle = watt_runtime(ROOT / "examples" / "command" / "watt.json")
+    reply = httpx.get(handle.url + "/now", timeout=30).json()
+    assert reply["via"] == "mesh" and reply["status"] == 200
+    assert reply["clock"]["pid"] != os.getpid() and reply["clock"]["epoch"] > 0
+
+
+def test_command_option_parsing():
+    assert command.parse_command("python -m http.server 'a b'") == [
+        "python", "-m", "http.server", "a b"]
+    assert command.parse_command(["x", "y"]) == ["x", "y"]
+    for bad in ("", [], None, [1]):
+        with pytest.raises(command.CapabilityError):
+            command.parse_command(bad)
