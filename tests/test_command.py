@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import uuid
@@ -188,6 +189,18 @@ def test_runs_the_same_in_a_process_worker(tmp_path, watt_runtime):
     pid = hello(handle.url).json()["pid"]
     handle.stop()
     assert not alive(pid)
+
+
+def test_stop_also_ends_what_the_program_started(tmp_path, watt_runtime):
+    # A shell that runs the server as its child: the whole process group is stopped.
+    folder = program_folder(tmp_path, ["sh", "-c", f"{shlex.quote(sys.executable)} server.py; "
+                                       "echo unreachable"])
+    handle = watt_runtime({"entrypoint": "cmd", "applications": [
+        {"id": "cmd", "path": folder}]})
+    server_pid = hello(handle.url).json()["pid"]
+    assert alive(server_pid)
+    handle.stop()
+    assert not alive(server_pid)
 
 
 def test_example_calls_the_program_through_the_mesh(watt_runtime):

@@ -116,9 +116,9 @@ async def forward(router, app_id: str, scope: dict, receive, send, limits=None) 
             pool.in_flight -= 1
         return
     if scope["type"] == "websocket":
+        await receive()  # websocket.connect; then pick, as for HTTP
         worker = router.pick(app_id)
         if worker is None:
-            await receive()
             await send({"type": "websocket.close", "code": 1013})
             return
         await _forward_websocket(worker.channel.open_stream(), scope, receive, send)
@@ -294,7 +294,6 @@ async def _forward_http(stream: Stream, scope: dict, message: dict, receive, sen
 
 
 async def _forward_websocket(stream: Stream, scope: dict, receive, send) -> None:
-    await receive()  # websocket.connect
     stream.send((p.REQUEST, stream.sid, None, p.encode_scope(scope), b"", False))
     try:
         frame = await stream.receive()
