@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from .capability import Capability
-from .channel.protocol import HEALTH, UNLINKED
+from .channel.protocol import HEALTH, LOG, UNLINKED
 from .config import ApplicationConfig
 from .errors import WattError
 from .isolation import WorkerHandle, WorkerStartError, create_worker
@@ -224,5 +224,7 @@ def _control(links):
             links.unlinked(worker, frame[2])
         elif frame[0] == HEALTH and worker.health is not None:
             worker.health.report(frame[2], frame[3], time.monotonic())
+        elif frame[0] == LOG:
+            logger.bind(app=worker.app_id, worker=worker.index).log(frame[2], frame[3])
 
     return on_control

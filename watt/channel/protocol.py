@@ -32,6 +32,7 @@ Frame layouts (``sid`` = stream id)::
     (UNLINK, 0, link_id, gone)  main -> worker: stop using the link; gone=1: close it
     (UNLINKED, 0, link_id)      worker -> main: closed, its fds may be freed
     (HEALTH, 0, elu_permille, memory_bytes)  worker -> main, every health interval
+    (LOG, 0, level, line)       worker -> main: a line the application printed or logged
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ LINK_SERVE = 25
 UNLINK = 26
 UNLINKED = 27
 HEALTH = 28
+LOG = 29
 
 KIND_NAMES = {
     REQUEST: "REQUEST",
@@ -77,6 +79,7 @@ KIND_NAMES = {
     UNLINK: "UNLINK",
     UNLINKED: "UNLINKED",
     HEALTH: "HEALTH",
+    LOG: "LOG",
 }
 
 # Frames that end a stream for the side receiving them.

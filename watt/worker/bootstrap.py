@@ -21,7 +21,7 @@ from watt.channel.endpoint import Channel
 from . import mesh_client
 from .links import LinkTable
 from .serve import WorkerServer
-from .telemetry import MeteredSelector, report_health
+from .telemetry import MeteredSelector, capture_output, report_health
 
 _SUBINTERPRETER_REFUSAL = "does not support loading in subinterpreters"
 _INTERNAL_DIRS = (
@@ -109,6 +109,15 @@ async def serve(spec: dict, transport, selector: MeteredSelector | None = None) 
     channel.on_control = on_control
     channel.on_lost = on_lost
     channel.start()
+    restore_output = capture_output(channel, loop)
+    try:
+        await _run(spec, channel, transport, server, links, stop, selector)
+    finally:
+        restore_output()
+
+
+async def _run(spec, channel, transport, server, links, stop, selector) -> None:
+    """Import, lifespan start-up, READY, serve until STOP, drain, lifespan shutdown."""
     mesh_client.install(channel, spec["app_id"], spec.get("mesh_timeout"), links)
 
     try:
@@ -136,9 +145,10 @@ async def serve(spec: dict, transport, selector: MeteredSelector | None = None) 
     await server.drain(timeout)
     await lifespan.shutdown()
     links.close_all()
+    for stream in (sys.stdout, sys.stderr):  # the last lines, before STOPPED
+        stream.flush()
     channel.send((p.STOPPED, 0))
     await _flush(transport)
-
 
 def _load(spec: dict):
     module_name, _, func_name = spec["loader"].partition(":")

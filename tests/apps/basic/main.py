@@ -144,6 +144,14 @@ async def app(scope, receive, send):
         while not os.path.exists(q["flag"]):
             time.sleep(0.005)
         raise SystemExit(1)
+    if path == "/say":
+        import logging
+
+        print(f"print from {NAME}")
+        sys.stderr.write(f"stderr from {NAME}\n")
+        logging.getLogger("basic").error("logging from %s", NAME)
+        await asyncio.to_thread(print, f"thread print from {NAME}")
+        return await _json(send, {"said": True})
     if path == "/leak":
         _leaked.append(b"L" * (int(q["mb"]) * 1024 * 1024))  # resident, kept forever
         return await _json(send, {"leaked_mb": sum(len(b) for b in _leaked) >> 20})
