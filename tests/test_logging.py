@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from loguru import logger
-
 from support import app_config, wait_for
 
 
