@@ -209,4 +209,5 @@ capability = Capability(
     isolation="auto",
     priority=30,
     description="Django project (manage.py): ASGI when <project>/asgi.py exists, else WSGI",
+    build=build,
 )

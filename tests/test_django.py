@@ -247,3 +247,22 @@ def test_the_django_example(watt_runtime, tmp_path):
     assert status == 0, output
     css = httpx.get(rt.url + "/static/site.css", timeout=30)
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+
+
+def test_watt_build_runs_each_applications_build_step(project, tmp_path):
+    import json
+    import sys
+
+    from support import APPS, ROOT
+
+    static_root = tmp_path / "collected"
+    config = tmp_path / "watt.json"
+    config.write_text(json.dumps({"entrypoint": "site", "applications": [
+        dict(django_app(project, DJANGO_STATIC_ROOT=str(static_root)), id="site"),
+        {"id": "plain", "path": str(APPS / "basic"), "app": "main:app"}]}))
+    done = subprocess.run([sys.executable, "-m", "watt.cli", "build", "-c", str(config)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "site: django build ok" in done.stdout
+    assert "plain: asgi, nothing to build" in done.stdout
+    assert (static_root / "admin" / "css" / "base.css").is_file()

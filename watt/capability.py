@@ -42,6 +42,7 @@ class Capability:
       ``"subinterpreter"`` or ``"process"`` (the framework cannot load in a
       subinterpreter).
     - ``priority``: higher is tried first when detecting (specific before generic).
+    - ``build``: the build step ``watt build`` runs, if the kind has one.
     """
 
     name: str
@@ -50,6 +51,9 @@ class Capability:
     isolation: str = "auto"
     priority: int = 0
     description: str = ""
+    #: ``build(path, options) -> (exit status, output)``, run by ``watt build`` in the
+    #: main process (e.g. Django's collectstatic); None when the kind needs no build.
+    build: Callable[[str, dict], tuple[int, str]] | None = None
 
 
 _CANDIDATES = (("main.py", "app"), ("app.py", "app"), ("asgi.py", "application"),

@@ -66,6 +66,37 @@ def start(config_path: str | None, hostname: str | None, port: int | None,
     _exit(0)
 
 
+@main.command()
+@click.option("-c", "--config", "config_path", default=None, metavar="FILE",
+              help="watt.json or watt.toml (default: the one in the current folder).")
+def build(config_path: str | None) -> None:
+    """Run each application's build step (capability-defined, e.g. Django's collectstatic).
+
+    Prints one line per application; exit 0 when every build passed, 1 when
+    one failed (its output is shown), 2 when the configuration is invalid.
+    """
+    from .config import load_config
+    from .runtime import resolve_capability
+
+    try:
+        loaded = load_config(config_path or _default_config())
+        plan = [(app, *resolve_capability(app, loaded)) for app in loaded.applications]
+    except WattError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    failed = False
+    for app, capability, options in plan:
+        if capability.build is None:
+            click.echo(f"{app.id}: {capability.name}, nothing to build")
+            continue
+        status, output = capability.build(app.path, dict(options, env=dict(app.env)))
+        click.echo(f"{app.id}: {capability.name} build {'ok' if status == 0 else 'FAILED'}")
+        if status != 0:
+            failed = True
+            click.echo(output.rstrip(), err=True)
+    sys.exit(1 if failed else 0)
+
+
 @main.command("config")
 @click.option("-c", "--config", "config_path", default=None, metavar="FILE",
               help="watt.json or watt.toml (default: the one in the current folder).")

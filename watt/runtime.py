@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 from loguru import logger
 
-from .capability import discover
+from .capability import Capability, discover
 from .channel.message import Response
 from .config import ApplicationConfig, Config, LoadedConfig, load_config
 from .entrypoint import Forwarder, create_engine, forward
@@ -125,35 +125,7 @@ class Runtime:
             f"application {pool.id!r} ready: {len(pool.workers)} {pool.isolation} worker(s)")
 
     def _make_pool(self, app: ApplicationConfig) -> AppPool:
-        capabilities = discover()
-        where = {"app_id": app.id, "file": self.config.file,
-                 "line": _line_of_app(self.config.file, app.id)}
-        if app.kind:
-            capability = capabilities.get(app.kind)
-            if capability is None:
-                raise ConfigError(f"kind {app.kind!r} names no installed capability (installed: "
-                                  f"{', '.join(sorted(capabilities))})",
-                                  code="WATT_CAPABILITY_UNKNOWN", **where)
-            options = capability.detect(app.path) or {}
-        else:
-            capability, options = None, {}
-            for cap in sorted(capabilities.values(), key=lambda c: -c.priority):
-                found = cap.detect(app.path)
-                if found is not None:  # {} = detected, no options
-                    capability, options = cap, found
-                    break
-            if capability is None:
-                if not app.app:
-                    raise ConfigError(
-                        f"cannot tell what kind of application {app.path} is: set `app` "
-                        "(module:attr) or `kind`", code="WATT_CAPABILITY_UNDETECTED", **where)
-                capability = capabilities["asgi"]
-        if app.app:
-            options = dict(options, app=app.app)
-        for key, value in (("threads", app.threads), ("index", app.index),
-                           ("max_age", app.max_age)):
-            if value is not None:  # capability options the config sets
-                options = dict(options, **{key: value})
+        capability, options = resolve_capability(app, self.config)
         return AppPool(app, capability, options, self)
 
     async def stop(self) -> None:
@@ -279,6 +251,38 @@ class Runtime:
 
     def applications(self) -> list[dict]:
         return [pool.info() for pool in self.pools.values()]
+
+
+def resolve_capability(app: ApplicationConfig, config: LoadedConfig) -> tuple[Capability, dict]:
+    """The capability that runs ``app`` (its ``kind``, else detected) and its options."""
+    capabilities = discover()
+    where = {"app_id": app.id, "file": config.file, "line": _line_of_app(config.file, app.id)}
+    if app.kind:
+        capability = capabilities.get(app.kind)
+        if capability is None:
+            raise ConfigError(f"kind {app.kind!r} names no installed capability (installed: "
+                              f"{', '.join(sorted(capabilities))})",
+                              code="WATT_CAPABILITY_UNKNOWN", **where)
+        options = capability.detect(app.path) or {}
+    else:
+        capability, options = None, {}
+        for cap in sorted(capabilities.values(), key=lambda c: -c.priority):
+            found = cap.detect(app.path)
+            if found is not None:  # {} = detected, no options
+                capability, options = cap, found
+                break
+        if capability is None:
+            if not app.app:
+                raise ConfigError(
+                    f"cannot tell what kind of application {app.path} is: set `app` "
+                    "(module:attr) or `kind`", code="WATT_CAPABILITY_UNDETECTED", **where)
+            capability = capabilities["asgi"]
+    if app.app:
+        options = dict(options, app=app.app)
+    for key, value in (("threads", app.threads), ("index", app.index), ("max_age", app.max_age)):
+        if value is not None:  # capability options the config sets
+            options = dict(options, **{key: value})
+    return capability, options
 
 
 def _line_of_app(file: str | None, app_id: str) -> int | None:
