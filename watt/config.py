@@ -139,6 +139,14 @@ class HealthConfig(_Section):
         int, _doc("Unhealthy checks in a row before the worker is replaced.", ge=1)] = 10
 
 
+class MetricsConfig(_Section):
+    """The runtime's own HTTP server, off the entrypoint (/ready, /live)."""
+
+    enabled: Annotated[bool, _doc("Serve it.")] = False
+    hostname: Annotated[str, _doc("Address to bind.")] = "127.0.0.1"
+    port: Annotated[int, _doc("TCP port; 0 picks a free one.", ge=0, le=65535)] = 9090
+
+
 class GracefulShutdownConfig(_Section):
     """How long shutdown waits for in-flight requests before it stops them."""
 
@@ -189,6 +197,9 @@ class Config(_Section):
     ] = GracefulShutdownConfig()
     limits: Annotated[LimitsConfig, _doc("Limits on requests to the entrypoint.")] = LimitsConfig()
     health: Annotated[HealthConfig, _doc("Worker health checks.")] = HealthConfig()
+    metrics: Annotated[
+        MetricsConfig, _doc("The runtime's own HTTP server: /ready and /live.")
+    ] = MetricsConfig()
     management_api: Annotated[
         bool, _doc("Serve the management API on a local socket only this user can reach "
                    "(used by `watt ps`, `watt applications`, `watt inject`, ...).")
@@ -213,6 +224,7 @@ class LoadedConfig(msgspec.Struct):
     limits: LimitsConfig = LimitsConfig()
     management_api: bool = True
     health: HealthConfig = HealthConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
 
 class _Source:
@@ -512,7 +524,8 @@ def _resolve(config: Config, base_dir: str, src: _Source) -> LoadedConfig:
                         server=config.server, applications=apps, config=config,
                         mesh=config.mesh, restart_on_error=config.restart_on_error,
                         graceful_shutdown=config.graceful_shutdown, limits=config.limits,
-                        management_api=config.management_api, health=config.health)
+                        management_api=config.management_api, health=config.health,
+                        metrics=config.metrics)
 
 
 def _folder(base_dir: str, path: str, key: str, src: _Source) -> str:

@@ -21,9 +21,10 @@ from loguru import logger
 from .capability import Capability, discover
 from .channel.message import Response
 from .config import ApplicationConfig, Config, LoadedConfig, load_config
-from .entrypoint import Forwarder, create_engine, forward
+from .entrypoint import Forwarder, HypercornEngine, create_engine, forward
 from .errors import ConfigError, WattError
 from .isolation import WorkerHandle
+from .observability.metrics import ProbesApp
 from .pool import AppPool
 from .router import Router
 
@@ -59,6 +60,8 @@ class Runtime:
         self._workers = workers  # overrides every application's worker count
         self.management = None  # watt/management.py's server, once started
         self._health_task: asyncio.Task | None = None
+        self._probes = None
+        self.metrics_url: str | None = None  # /ready, /live (config `metrics`)
 
     # -- life cycle -----------------------------------------------------------------
     async def start(self) -> str:
@@ -94,6 +97,11 @@ class Runtime:
             raise
         self._state = "running"
         self._started_at = time.monotonic()
+        probes = self.config.metrics
+        if probes.enabled:
+            self._probes = HypercornEngine(ProbesApp(self), probes.hostname, probes.port)
+            self.metrics_url = await self._probes.start()
+            logger.info(f"/ready and /live at {self.metrics_url}")
         if self.config.health.enabled:
             self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
         if self.config.management_api and self._management_enabled:
@@ -153,6 +161,8 @@ class Runtime:
         finally:
             self.router.links.close_all()
             self._state = "stopped"
+            if self._probes is not None:  # /ready said 503 all through the drain
+                await self._probes.stop()
 
     async def _stop_pools(self) -> None:
         entry = self.config.entrypoint if self.config else None
@@ -240,6 +250,11 @@ class Runtime:
                             code="WATT_MESH_UNKNOWN_APP")
         for pool in [self.pools[app_id]] if app_id else list(self.pools.values()):
             await pool.restart(self.graceful_timeout)
+
+    @property
+    def state(self) -> str:
+        """new, starting, running, stopping or stopped."""
+        return self._state
 
     def info(self) -> dict:
         """What ``watt ps`` shows: pid, folder, URL, uptime, applications."""
