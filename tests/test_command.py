@@ -83,13 +83,16 @@ def test_a_1mb_post_body_is_echoed(rt):
     assert reply.content == body
 
 
-def test_a_streamed_post_body_is_sent_chunked(rt):
-    # No content-length from the client: the proxy sends chunked; http.server does not
-    # decode chunked bodies, so the program sees length 0, but the request completes.
+def test_a_streamed_post_body_without_length_is_sent_chunked(rt):
     def gen():
-        yield b"a" * 10
+        for i in range(8):
+            yield bytes([65 + i]) * 100_000
+
     reply = httpx.post(rt.url + "/echo", content=gen(), timeout=30)
     assert reply.status_code == 200
+    assert reply.content == b"".join(bytes([65 + i]) * 100_000 for i in range(8))
+    # The kept-alive connection is still in step: the next request is answered.
+    assert hello(rt.url).status_code == 200
 
 
 def test_headers_and_x_forwarded_are_passed_as_the_entrypoint_set_them(rt):

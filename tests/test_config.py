@@ -570,8 +570,8 @@ def test_schema_shape() -> None:
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {"$schema", "entrypoint", "server", "applications",
                                          "autoload", "mesh", "restartOnError",
-                                         "gracefulShutdown", "limits", "managementApi", "workers", "metrics",
-                                         "health"}
+                                         "gracefulShutdown", "limits", "managementApi",
+                                         "workers", "metrics", "health"}
     assert schema["$defs"]["MeshConfig"]["properties"]["timeout"]["exclusiveMinimum"] == 0
     app = schema["$defs"]["ApplicationConfig"]
     assert app["required"] == ["id", "path"]

@@ -1,7 +1,8 @@
 """A program for the `command` capability: standard library only, serves HTTP on $PORT.
 
-/hello answers with its pid (and prints a line on stdout), /echo echoes a POST body,
-/headers answers the request headers as JSON, /crash answers and then exits with 1.
+/hello answers with its pid (and prints a line on stdout), /echo echoes a POST body
+(Content-Length or chunked), /headers answers the request headers as JSON, /crash
+answers and then exits with 1.
 """
 
 import json
@@ -38,9 +39,22 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._reply(404, b"not found\n")
 
+    def _read_chunked(self) -> bytes:
+        parts = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0], 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline()  # the CRLF after each chunk
+
     def do_POST(self) -> None:
-        length = int(self.headers.get("content-length", "0"))
-        body = self.rfile.read(length)
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            body = self._read_chunked()
+        else:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
         if urlsplit(self.path).path == "/echo":
             self._reply(200, body, self.headers.get("content-type", "application/octet-stream"))
         else:
