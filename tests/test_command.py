@@ -211,7 +211,8 @@ def test_stop_also_ends_what_the_program_started(tmp_path, watt_runtime):
     server_pid = hello(handle.url).json()["pid"]
     assert alive(server_pid)
     handle.stop()
-    assert not alive(server_pid)
+    # Not Watt's child but the shell's: once killed, init reaps it, a moment later.
+    wait_for(lambda: not alive(server_pid), timeout=5)
 
 
 def test_example_calls_the_program_through_the_mesh(watt_runtime):
@@ -219,6 +220,14 @@ def test_example_calls_the_program_through_the_mesh(watt_runtime):
     reply = httpx.get(handle.url + "/now", timeout=30).json()
     assert reply["via"] == "mesh" and reply["status"] == 200
     assert reply["clock"]["pid"] != os.getpid() and reply["clock"]["epoch"] > 0
+
+
+def test_a_bad_timeout_is_refused_with_its_key(tmp_path, watt_runtime):
+    folder = program_folder(tmp_path, startTimeout="soon")
+    with pytest.raises(ApplicationStartError) as info:
+        watt_runtime({"applications": [{"id": "cmd", "path": folder}]})
+    assert info.value.code == "WATT_APP_START_FAILED"
+    assert "`startTimeout` must be a positive number" in str(info.value)
 
 
 def test_command_option_parsing():

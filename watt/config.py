@@ -80,6 +80,11 @@ class ApplicationConfig(_Section):
         _doc("wsgi/flask/django (WSGI): threads that run the application's synchronous code "
              "in each worker (default 10)."),
     ] = None
+    command: Annotated[
+        list[str] | str | None,
+        _doc("command: the program to run, with PORT in its environment (a string is split "
+             "like a shell would, without a shell); default: `command` in watt.command.json."),
+    ] = None
     index: Annotated[
         list[str] | str | None,
         _doc("static: files tried for `/` and for folders (default [\"index.html\"])."),

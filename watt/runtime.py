@@ -294,10 +294,11 @@ def resolve_capability(app: ApplicationConfig, config: LoadedConfig) -> tuple[Ca
             capability = capabilities["asgi"]
     if app.app:
         options = dict(options, app=app.app)
-    for key, value in (("threads", app.threads), ("index", app.index), ("max_age", app.max_age)):
+    for key, value in (("threads", app.threads), ("index", app.index), ("max_age", app.max_age),
+                       ("command", app.command)):
         if value is not None:  # capability options the config sets
             options = dict(options, **{key: value})
-    return capability, options
+    return capability, dict(options, id=app.id)
 
 
 def _line_of_app(file: str | None, app_id: str) -> int | None:
