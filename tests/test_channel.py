@@ -472,3 +472,29 @@ def test_malformed_frames_are_rejected_and_logged_and_the_rest_delivered(capsys)
 
     run_pair(memory_pair, body)
     assert capsys.readouterr().err.count("rejected a malformed frame") == 2
+
+
+def test_closing_a_transport_twice_spares_a_new_reader_on_a_reused_fd():
+    """A worker's channel is closed again after its fds were freed and reused by the
+    next worker's pipe: the second close must not remove the new worker's reader."""
+
+    async def main() -> None:
+        old_a, old_b, release_old = queue_pair()
+        old_a.start(lambda frames: None)
+        old_a.close()
+        release_old()  # the fds are free: the next pair gets the same numbers
+        new_a, new_b, release_new = queue_pair()
+        try:
+            assert old_a.wake_recv_fd in new_a.fds
+            got = asyncio.get_running_loop().create_future()
+            new_a.start(lambda frames: got.done() or got.set_result(frames))
+            new_b.start(lambda frames: None)
+            old_a.close()  # again, as a second clean-up does
+            new_b.send((p.STOPPED, 0))
+            assert await asyncio.wait_for(got, GUARD) == [(p.STOPPED, 0)]
+        finally:
+            new_a.close()
+            new_b.close()
+            release_new()
+
+    asyncio.run(main())

@@ -151,12 +151,18 @@ class AppPool:
                                            f"{delay} ms: {exc}")
             self._schedule(old, delay)
             return
+        await self._hand_over(old, new, 1.0)
+        logger.bind(app=self.id).info(f"worker {new.name} restarted ({new.kind})")
+
+    async def _hand_over(self, old: WorkerHandle, new: WorkerHandle, timeout: float) -> None:
+        """``new`` (ready) takes ``old``'s place; then ``old`` drains and stops."""
         if old in self.workers:
             self.workers[self.workers.index(old)] = new
         else:
             self.workers.append(new)
         self.restarts += 1
-        logger.bind(app=self.id).info(f"worker {new.name} restarted ({new.kind})")
+        self.runtime.router.links.worker_stopping(old)
+        await old.stop(timeout)  # a no-op for a worker already gone
 
     async def stop(self, timeout: float) -> None:
         for pending in list(self._pending):  # no restart once stopping
@@ -188,23 +194,15 @@ class AppPool:
             old.replacing = False
             logger.bind(app=self.id).error(f"could not replace {old.name}: {exc}")
             return
-        if old in self.workers:
-            self.workers[self.workers.index(old)] = new
-        self.restarts += 1
-        self.runtime.router.links.worker_stopping(old)
         # A blocked loop never drains: give it a short grace, then force it.
-        await old.stop(timeout=1.0)
+        await self._hand_over(old, new, 1.0)
 
     async def restart(self, timeout: float) -> None:
         """Rolling restart: for each worker, a new one starts and is ready before the
         old one stops taking requests, so an application with several workers (or
         one, briefly with two) answers throughout."""
         for old in list(self.workers):
-            new = await self._start_worker(old.index, self._kind)
-            self.workers[self.workers.index(old)] = new
-            self.runtime.router.links.worker_stopping(old)
-            await old.stop(timeout)
-            self.restarts += 1
+            await self._hand_over(old, await self._start_worker(old.index, self._kind), timeout)
         logger.bind(app=self.id).info(f"application {self.id!r} restarted")
 
     def info(self) -> dict:

@@ -130,9 +130,12 @@ class QueueTransport:
             self._on_frames(frames)
 
     def _stop_reading(self) -> None:
-        if self._loop is not None:
+        # Once only: after its owner closes the fd, the same number may belong to a
+        # new worker's pipe, whose reader a second remove_reader would take away.
+        loop, self._loop = self._loop, None
+        if loop is not None:
             try:
-                self._loop.remove_reader(self.wake_recv_fd)
+                loop.remove_reader(self.wake_recv_fd)
             except Exception:
                 pass
 
