@@ -29,7 +29,7 @@ import re
 import subprocess
 import sys
 
-from watt.capability import Capability, CapabilityError
+from watt.capability import Capability, CapabilityError, accept_lifespan
 
 from .static import StaticSite
 from .wsgi import DEFAULT_THREADS, WSGIBridge
@@ -193,13 +193,7 @@ class DjangoSite:
         if self.bridge is not None:  # its shut-down stops the thread pool
             await self.bridge(scope, receive, send)
             return
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await accept_lifespan(receive, send)
 
 
 capability = Capability(

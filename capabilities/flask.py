@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import re
 
-from watt.capability import Capability, CapabilityError
+from watt.capability import Capability
 
-from .wsgi import DEFAULT_THREADS, WSGIBridge, defines, import_wsgi, read_source
+from .wsgi import WSGIBridge, defines, load_bridged, read_source
 
 _IMPORTS_FLASK = re.compile(r"^\s*(?:from\s+flask[\s.]|import\s+flask\b)", re.MULTILINE)
 _FILES = ("wsgi.py", "app.py", "main.py", "server.py")
@@ -43,12 +43,8 @@ def detect(path: str) -> dict | None:
 
 def load(options: dict) -> WSGIBridge:
     """Import the Flask app named by ``options["app"]`` and bridge it to ASGI."""
-    spec = options.get("app")
-    if not spec:
-        raise CapabilityError("no `app` given and none found (app.py/main.py/wsgi.py that "
-                              "imports flask and defines `app` or `create_app()`)",
-                              code="WATT_CAPABILITY_UNDETECTED")
-    return WSGIBridge(import_wsgi(spec), options.get("threads") or DEFAULT_THREADS)
+    return load_bridged(options, "app.py/main.py/wsgi.py that imports flask and defines "
+                                 "`app` or `create_app()`")
 
 
 capability = Capability(

@@ -91,10 +91,16 @@ def detect(path: str) -> dict | None:
 # -- loading (inside the worker) -------------------------------------------------------
 def load(options: dict) -> WSGIBridge:
     """Import the WSGI callable named by ``options["app"]`` and bridge it to ASGI."""
+    return load_bridged(options, "wsgi.py:application, or main.py/app.py with "
+                                 "def app(environ, start_response)")
+
+
+def load_bridged(options: dict, looked_for: str) -> WSGIBridge:
+    """The WSGI app of ``options["app"]`` behind the bridge; ``looked_for`` says
+    what detection tried, for the error when nothing was found."""
     spec = options.get("app")
     if not spec:
-        raise CapabilityError("no `app` given and none found (wsgi.py:application, or "
-                              "main.py/app.py with def app(environ, start_response))",
+        raise CapabilityError(f"no `app` given and none found ({looked_for})",
                               code="WATT_CAPABILITY_UNDETECTED")
     return WSGIBridge(import_wsgi(spec), options.get("threads") or DEFAULT_THREADS)
 

@@ -18,7 +18,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Capability", "CapabilityError", "find_app_file", "import_app"]
+__all__ = ["Capability", "CapabilityError", "accept_lifespan", "find_app_file", "framework_app",
+           "import_app"]
 
 
 class CapabilityError(Exception):
@@ -114,6 +115,17 @@ def framework_app(path: str, framework: str) -> dict | None:
                 return {"app": f"{filename[:-3]}:{factory}()"}
     return None
 
+
+
+async def accept_lifespan(receive, send) -> None:
+    """Answer an ASGI lifespan scope for an app that has nothing to start or stop."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def import_app(spec: str) -> Callable:

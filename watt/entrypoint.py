@@ -17,6 +17,7 @@ import socket
 
 from loguru import logger
 
+from .capability import accept_lifespan
 from .channel import protocol as p
 from .channel.endpoint import Stream, StreamClosed
 from .errors import WattError
@@ -38,13 +39,8 @@ class Forwarder:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await accept_lifespan(receive, send)
+            return
         await forward(self.router, self.app_id, scope, receive, send, self.limits)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+from ..capability import accept_lifespan
+
 
 class ProbesApp:
     """``/ready``: every application has a ready worker; ``/live``: the runtime runs."""
@@ -20,11 +22,8 @@ class ProbesApp:
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
+            await accept_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         if scope["method"] not in ("GET", "HEAD"):
