@@ -176,6 +176,17 @@ class ServerProcess:
         assert self._proc is not None, "start() first"
         return self._proc.poll()
 
+    def wait_exit(self, timeout: float) -> int | None:
+        """Wait up to ``timeout`` s for the server to exit: its exit code, or None if it runs.
+
+        The way to pause between two polls of a server: an exit is seen at once.
+        """
+        assert self._proc is not None, "start() first"
+        try:
+            return self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def output(self) -> str:
         """The last lines the server printed, each tagged with its stream."""
         with self._changed:

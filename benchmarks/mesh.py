@@ -51,7 +51,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from entrypoint import WRK_MISSING, format_latency, log, uvicorn_flavour
 from harness import (
     BENCH_DIR,
     READY_TIMEOUT_S,
@@ -68,6 +67,7 @@ from harness import (
     wrk_version,
 )
 from loadgen import LoadResult, check_url
+from suite import WRK_MISSING, Scenario, Settings, format_latency, log, uvicorn_flavour
 
 APP_DIR = BENCH_DIR / "apps" / "mesh"
 CONFIG = APP_DIR / "watt.json"
@@ -689,6 +689,47 @@ def write_json(data: dict) -> Path:
         n += 1
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def measure_all(settings: LoadSettings) -> tuple[Results, dict[str, dict]]:
+    """Every setup, one after the other; the results and facts about each setup."""
+    for name in APP_ENV:
+        os.environ.pop(name, None)
+    routes: list[RouteResult] = []
+    infos: dict[str, dict] = {}
+    for setup in setups(importlib.util.find_spec("aiohttp") is not None):
+        results, info = run_setup(setup, settings)
+        routes += results
+        infos[setup.key] = info
+    return Results(routes), infos
+
+
+def scenario(settings: Settings) -> Scenario:
+    """The mesh scenario of run.py: quick runs 2 s per measurement (2 latency rounds)."""
+    load = settings.load(duration_s=2.0 if settings.quick else settings.duration_s)
+    res, infos = measure_all(load)
+    data = to_json(res, infos, load)
+    text = header(load).split("\n", 2)[2] + "\n\n" + format_report(res, infos, load)
+    plot_rows = [
+        (f"{infos[r.setup]['title']} {r.client}", added(r, res.get(r.setup, DIRECT), "p50_us"))
+        for r in res.routes if r.route != DIRECT
+    ]
+    return Scenario(
+        key="mesh",
+        title="Mesh hop, front -> back, one call per request",
+        text=text,
+        data={k: v for k, v in data.items() if k not in ("benchmark", "utc", "machine")},
+        failed=any(info["failure"] for info in infos.values()),
+        plot={
+            "kind": "barh",
+            "title": "Mesh: added p50 of one call (c=1)",
+            "xlabel": "added p50 latency (us), lower is better",
+            "labels": [label for label, _ in plot_rows],
+            "values": [value for _, value in plot_rows],
+            "subjects": [f"watt mesh {c}" for c in ("watt.mesh.fetch", "httpx (mesh)")],
+            "line": TARGET_FETCH_ADDED_P50_US,
+        },
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
