@@ -111,9 +111,9 @@ def test_applications_shows_both_apps_and_their_workers(runtime, xdg):
     out = watt("applications", xdg=xdg)  # the only runtime: no PID needed
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].split() == ["APP", "KIND", "ISOLATION", "RESTARTS", "WORKERS"]
+    assert lines[0].split() == ["APP", "KIND", "ISOLATION", "STATUS", "RESTARTS", "WORKERS"]
     web = next(line for line in lines if line.startswith("web "))
-    assert web.count("ready") == 2 and "subinterpreter" in web
+    assert web.split()[3] == "ready" and web.count("ready") == 3 and "subinterpreter" in web
 
 
 def test_inject_returns_the_application_answer(runtime, xdg):
@@ -138,7 +138,7 @@ def test_inject_returns_the_application_answer(runtime, xdg):
     assert missing.returncode == 1 and missing.stdout.startswith("HTTP/1.1 404")
     unknown = watt("inject", "nope", "/", xdg=xdg)
     assert unknown.returncode == 1
-    assert "WATT_MESH_UNKNOWN_APP" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert "WATT_MANAGEMENT_UNKNOWN_APP" in unknown.stderr and "Traceback" not in unknown.stderr
     usage = watt("inject", "api", "-H", "no-colon", "/", xdg=xdg)
     assert usage.returncode == 2
 
@@ -181,7 +181,7 @@ def test_restart_replaces_the_workers_while_requests_keep_succeeding(runtime, xd
 def test_the_api_over_the_unix_socket(runtime):
     transport = httpx.HTTPTransport(uds=str(runtime.socket))
     with httpx.Client(transport=transport, base_url="http://watt", timeout=60) as client:
-        info = client.get("/api/v1/runtime").json()
+        info = client.get("/api/v1/metadata").json()
         assert info["pid"] == runtime.pid and info["entrypoint"] == "web"
         apps = client.get("/api/v1/applications").json()
         assert sorted(a["id"] for a in apps) == ["api", "web"]
@@ -195,10 +195,11 @@ def test_the_api_over_the_unix_socket(runtime):
         restarted = client.post("/api/v1/applications/api/restart")
         assert restarted.status_code == 200 and restarted.json()["id"] == "api"
         for method, path, status, code in [
-                ("POST", "/api/v1/applications/nope/inject", 404, "WATT_MESH_UNKNOWN_APP"),
-                ("POST", "/api/v1/applications/nope/restart", 404, "WATT_MESH_UNKNOWN_APP"),
+                ("POST", "/api/v1/applications/nope/inject", 404, "WATT_MANAGEMENT_UNKNOWN_APP"),
+                ("POST", "/api/v1/applications/nope/restart", 404,
+                 "WATT_MANAGEMENT_UNKNOWN_APP"),
                 ("GET", "/api/v1/nothing", 404, "WATT_MANAGEMENT_NOT_FOUND"),
-                ("GET", "/api/v1/stop", 405, "WATT_MANAGEMENT_BAD_REQUEST")]:
+                ("GET", "/api/v1/stop", 405, "WATT_MANAGEMENT_METHOD_NOT_ALLOWED")]:
             reply = client.request(method, path, json={})
             assert reply.status_code == status, (path, reply.text)
             assert reply.json()["code"] == code and reply.json()["message"]
@@ -318,14 +319,20 @@ def test_wait_gone_counts_an_unreaped_child_as_gone():
 
 
 # -- the ASGI app alone, over a fake runtime ---------------------------------------------
+class FakePool:
+    id = "a"
+
+    def info(self) -> dict:
+        raise RuntimeError("a bug")
+
+
 class FakeRuntime:
-    config = SimpleNamespace(graceful_shutdown=SimpleNamespace(runtime=7000))
+    config = SimpleNamespace(graceful_shutdown=SimpleNamespace(runtime=7000), entrypoint="a")
+    pools = {"a": FakePool()}
+    url = None
 
     def info(self) -> dict:
         return {"pid": 1}
-
-    def applications(self) -> list[dict]:
-        raise RuntimeError("a bug")
 
     async def inject(self, app_id, method, path, *, headers, body):
         if app_id != "a":

@@ -180,14 +180,37 @@ def _uptime(seconds: float) -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
-    return "\n".join("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths,
-                                                                               strict=True))
-                     .rstrip() for row in [headers, *rows])
+    from .tables import table
+
+    return table(headers, rows)
 
 
 def _json_out(data) -> None:
     click.echo(json.dumps(data, indent=2))
+
+
+def _pid_and_app(args: tuple[str, ...]) -> tuple[int | None, list[str]]:
+    """``[PID] [APP]``: a lone all-digits argument is a PID, else an application id."""
+    if len(args) > 2:
+        raise click.UsageError("expected [PID] [APP]")
+    if len(args) == 2:
+        return _split_pid(args, ["APP"])
+    if args and args[0].isdigit():
+        return int(args[0]), []
+    return None, list(args)
+
+
+def _complete_app(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """Shell completion of APP: the application ids of the only running runtime."""
+    from click.shell_completion import CompletionItem
+
+    from .management import find_runtime
+
+    try:
+        apps = find_runtime(None)["applications"]
+    except (WattError, OSError, KeyError):
+        return []
+    return [CompletionItem(app) for app in apps if app.startswith(incomplete)]
 
 
 pid_argument = click.argument("pid", type=int, required=False)
@@ -227,8 +250,9 @@ def applications(pid: int | None, as_json: bool) -> None:
     """Show the applications of a runtime and their workers.
 
     PID defaults to the only running runtime.  Columns: APP, KIND, ISOLATION,
-    RESTARTS (rolling restarts and restarted workers), WORKERS (index, status,
-    and the interpreter id or process id).  Exit codes: 0; 1 the runtime
+    STATUS (ready, degraded: some workers ready, unavailable: none), RESTARTS
+    (rolling restarts and restarted workers), WORKERS (index, status, and the
+    interpreter id or process id).  Exit codes: 0; 1 the runtime
     answered with an error; 3 no runtime (or several and no PID).
     """
     apps = _api(_target(pid), "GET", "/applications")
@@ -241,13 +265,14 @@ def applications(pid: int | None, as_json: bool) -> None:
             f"interpreter {w.get('interpreter')}"
         return f"#{w['worker']} {w['status']} ({where})"
 
-    rows = [[a["id"], a["kind"], a["isolation"], str(a["restarts"]),
+    rows = [[a["id"], a["kind"], a["isolation"], a["status"], str(a["restarts"]),
              ", ".join(worker(w) for w in a["workers"])] for a in apps]
-    click.echo(_table(["APP", "KIND", "ISOLATION", "RESTARTS", "WORKERS"], rows))
+    click.echo(_table(["APP", "KIND", "ISOLATION", "STATUS", "RESTARTS", "WORKERS"], rows))
 
 
 @main.command()
-@click.argument("args", nargs=-1, required=True, metavar="[PID] APP PATH")
+@click.argument("args", nargs=-1, required=True, metavar="[PID] APP PATH",
+                shell_complete=_complete_app)
 @click.option("-X", "--request", "method", default=None, metavar="METHOD",
               help="HTTP method (default: GET, or POST with --data).")
 @click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
@@ -316,7 +341,7 @@ def inject(args: tuple[str, ...], method: str | None, headers: tuple[str, ...],
 
 
 @main.command()
-@click.argument("args", nargs=-1, metavar="[PID] [APP]")
+@click.argument("args", nargs=-1, metavar="[PID] [APP]", shell_complete=_complete_app)
 @click.option("--timeout", type=float, default=None, metavar="SECONDS",
               help="How long to wait for each application (default: no limit).")
 @_talks_to_runtime
@@ -328,14 +353,7 @@ def restart(args: tuple[str, ...], timeout: float | None) -> None:
     (give both PID and APP for an application whose id is a number).
     Exit codes: 0; 1 the restart failed or APP is unknown; 3 no runtime.
     """
-    if len(args) > 2:
-        raise click.UsageError("expected [PID] [APP]")
-    if len(args) == 2:
-        pid, app_ids = _split_pid(args, ["APP"])
-    elif args and args[0].isdigit():
-        pid, app_ids = int(args[0]), []
-    else:
-        pid, app_ids = None, list(args)
+    pid, app_ids = _pid_and_app(args)
     target = _target(pid)
     if not app_ids:
         app_ids = [a["id"] for a in _api(target, "GET", "/applications")]
@@ -367,6 +385,46 @@ def stop(pid: int | None, timeout: float | None) -> None:
         raise WattError(f"process {target['pid']} still runs after {limit:g} s",
                         code="WATT_MANAGEMENT_STOP_TIMEOUT")
     click.echo(f"stopped {target['pid']}")
+
+
+@main.command("env")
+@click.argument("args", nargs=-1, metavar="[PID] [APP]", shell_complete=_complete_app)
+@click.option("--json", "as_json", is_flag=True, help="Print the API's answer as JSON.")
+@_talks_to_runtime
+def env_command(args: tuple[str, ...], as_json: bool) -> None:
+    """Print the environment application APP sees, secrets masked (NAME=value lines).
+
+    APP defaults to the entrypoint.  It is the environment its worker was
+    started with: the runtime's own, with the application's `env` config on
+    top.  Values of names with TOKEN, SECRET, PASSWORD, KEY, CREDENTIAL, AUTH
+    (and the like) and passwords in URLs are shown as ****.
+    Exit codes: 0; 1 APP is unknown; 3 no runtime.
+    """
+    pid, app_ids = _pid_and_app(args)
+    target = _target(pid)
+    app_id = app_ids[0] if app_ids else target.get("entrypoint")
+    answer = _api(target, "GET", f"/applications/{app_id}/env")
+    if as_json:
+        _json_out(answer)
+        return
+    for name, value in answer["env"].items():
+        click.echo(f"{name}={value}")
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (click's own).
+
+    \b
+    bash:  eval "$(watt completion bash)"   (in ~/.bashrc)
+    zsh:   eval "$(watt completion zsh)"    (in ~/.zshrc)
+    fish:  watt completion fish > ~/.config/fish/completions/watt.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    script = get_completion_class(shell)(main, {}, "watt", "_WATT_COMPLETE").source()
+    click.echo(script)
 
 
 def _exit(code: int) -> None:

@@ -92,6 +92,9 @@ CODES: dict[str, str] = {
     "WATT_MANAGEMENT_BAD_REQUEST": (
         "A management API request is malformed: bad JSON, wrong method, body too large."
     ),
+    "WATT_MANAGEMENT_METHOD_NOT_ALLOWED": (
+        "A management API endpoint was called with another method than its own (405)."
+    ),
     "WATT_MANAGEMENT_NOT_FOUND": "A management API path names no endpoint (404).",
     "WATT_MANAGEMENT_NO_RUNTIME": (
         "No runtime is running (or none with the given PID) for a `watt` command."
@@ -99,6 +102,9 @@ CODES: dict[str, str] = {
     "WATT_MANAGEMENT_SOCKET": "The management socket could not be created (path too long?).",
     "WATT_MANAGEMENT_STOP_TIMEOUT": (
         "`watt stop`: the runtime process was still running at the time limit."
+    ),
+    "WATT_MANAGEMENT_UNKNOWN_APP": (
+        "A management API path or `watt` command names an application the runtime lacks (404)."
     ),
     "WATT_MANAGEMENT_UNREACHABLE": (
         "A runtime's management socket exists but the runtime did not answer on it."

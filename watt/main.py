@@ -9,6 +9,7 @@ import sys
 
 from .observability.logging import configure_logging
 from .runtime import Runtime
+from .tables import startup_table
 
 
 def run(config, *, hostname: str | None = None, port: int | None = None,
@@ -50,6 +51,7 @@ async def _serve(config, *, hostname: str | None, port: int | None, **options) -
     try:
         await runtime.start()
         print(f"Watt is running at {runtime.url}", flush=True)
+        print(startup_table(runtime), flush=True)
         await stop.wait()
         print("Watt is stopping", file=sys.stderr, flush=True)
     finally:

@@ -42,6 +42,8 @@ class AppPool:
         restart = app.restart_on_error
         self.policy = RestartPolicy(runtime.config.restart_on_error if restart is None else restart)
         self.restarts = 0
+        self.worker_restarts: dict[int, int] = {}  # per worker index (management API)
+        self.start_duration: float | None = None  # seconds start() took (start-up table)
         self.in_flight = 0  # entrypoint requests being answered (limits.maxConcurrency)
         self._pending: set = set()  # restart timers and tasks, cancelled on stop
         self._kind = "subinterpreter"
@@ -86,6 +88,7 @@ class AppPool:
         return worker
 
     async def start(self) -> None:
+        began = time.monotonic()
         kind = "process" if self.isolation == "process" else "subinterpreter"
         if self.app.isolation == "auto" and self.capability.isolation == "process":
             logger.bind(app=self.id).info(
@@ -112,6 +115,7 @@ class AppPool:
             if errors:
                 raise errors[0]
         self.isolation = self._kind = kind
+        self.start_duration = time.monotonic() - began
 
     # -- restarts ---------------------------------------------------------------------
     def worker_died(self, worker: WorkerHandle) -> None:
@@ -161,6 +165,7 @@ class AppPool:
         else:
             self.workers.append(new)
         self.restarts += 1
+        self.worker_restarts[new.index] = self.worker_restarts.get(new.index, 0) + 1
         self.runtime.router.links.worker_stopping(old)
         await old.stop(timeout)  # a no-op for a worker already gone
 

@@ -9,9 +9,10 @@ on its own.  A start-up failure arrives as a FATAL frame and becomes a
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from loguru import logger
 
@@ -20,6 +21,17 @@ from ..channel.endpoint import Channel
 from ..errors import ApplicationStartError
 
 STARTING, READY, STOPPING, STOPPED, DEAD = "starting", "ready", "stopping", "stopped", "dead"
+
+
+def worker_environment(app_env: Mapping[str, str]) -> dict[str, str]:
+    """The environment a worker starts with: the runtime process's own, the
+    application's ``env`` on top.  A process worker is spawned with exactly
+    this; a subinterpreter's ``os.environ`` is a copy of the process's that
+    ``worker/bootstrap.py`` updates with the same ``env``.  Each handle keeps
+    the result as ``environment`` (what ``watt env`` shows)."""
+    environ = dict(os.environ)
+    environ.update(app_env)
+    return environ
 
 
 class WorkerStartError(ApplicationStartError):
@@ -49,6 +61,7 @@ class WorkerHandle:
         self.ready_at: float | None = None
         self.health = None  # supervision.HealthCheck, set by the pool
         self.replacing = False
+        self.environment: dict[str, str] | None = None  # set at launch: worker_environment()
         self._ready: asyncio.Future | None = None
         self._stopped: asyncio.Future | None = None
         self._exited: asyncio.Future | None = None

@@ -17,7 +17,7 @@ from ..channel import protocol as p
 from ..channel.endpoint import Channel
 from ..channel.message import close_fds
 from ..channel.pipes import PipeTransport
-from .base import WorkerHandle
+from .base import WorkerHandle, worker_environment
 
 
 class ProcessWorker(WorkerHandle):
@@ -33,9 +33,8 @@ class ProcessWorker(WorkerHandle):
         to_child_r, to_child_w = os.pipe()
         to_main_r, to_main_w = os.pipe()
         spec = dict(self.spec, read_fd=to_child_r, write_fd=to_main_w)
-        env = dict(os.environ)
-        env.update(self.spec["env"])
-        env["WATT_WORKER_SPEC"] = json.dumps(spec)
+        self.environment = worker_environment(self.spec["env"])
+        env = dict(self.environment, WATT_WORKER_SPEC=json.dumps(spec))  # popped at once
         code = (
             "import sys\n"
             f"sys.path[:0] = {list(self.spec['sys_path'])!r}\n"

@@ -21,7 +21,7 @@ from ..channel.endpoint import Channel
 from ..channel.message import close_fds
 from ..channel.queues import QueueTransport, create_queue, destroy_queue
 from ..errors import WattError
-from .base import WorkerHandle
+from .base import WorkerHandle, worker_environment
 
 try:
     import _interpreters
@@ -54,6 +54,7 @@ class SubinterpreterWorker(WorkerHandle):
             allow_daemon_threads=True,
             allow_exec=True,
         )
+        self.environment = worker_environment(self.spec["env"])  # as bootstrap sets it up
         self._interp = _interpreters.create(config)
         to_worker, to_main = create_queue(), create_queue()
         self._queues = (to_worker, to_main)

@@ -97,6 +97,8 @@ async def app(scope, receive, send):
             "query": scope["query_string"].decode(),
             "host": dict(scope["headers"]).get(b"host", b"").decode(),
         })
+    if path == "/environ":  # what `watt env` must report
+        return await _json(send, dict(os.environ))
     if path == "/upload":
         total, digest = await _read_body(receive)
         return await _json(send, {"bytes": total, "sha256": digest})
