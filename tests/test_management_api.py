@@ -323,3 +323,59 @@ def test_another_user_cannot_reach_the_socket(runtime, tmp_path):
     finally:
         folder.chmod(0o700)
     assert _connect_as(os.getuid(), runtime.socket) == 0  # the owner still can
+
+
+# -- the extension points the next endpoints use (/metrics, /logs) -------------------------
+def test_a_route_can_answer_text_and_stream_over_the_real_socket():
+    """A route added to the table answers another media type, or a body streamed
+    chunk by chunk, through the same h11 server (over a real unix socket)."""
+    import asyncio
+
+    from watt.management import ManagementServer, Reply, request, route
+    from watt.management.api import ROUTES
+
+    async def chunks():
+        for i in range(3):
+            yield f"line {i}\n".encode()
+            await asyncio.sleep(0)
+
+    table = []
+    saved = list(ROUTES)
+    try:
+        ROUTES.clear()  # route() registers into the shared table: use a scratch one
+        route("GET", "/text", summary="text", responses={})(
+            lambda api, request: Reply(body=f"n={request.arg('n')}\n".encode(),
+                                       media_type="text/plain; version=0.0.4"))
+        route("GET", "/stream", summary="stream", responses={})(
+            lambda api, request: Reply(stream=chunks(), media_type="application/x-ndjson"))
+        table = list(ROUTES)
+    finally:
+        ROUTES[:] = saved
+
+    async def go(folder: Path):
+        server = ManagementServer(SimpleNamespace(pools={}), directory=folder)
+        server.app.routes = table
+        await server.start()
+        try:
+            transport = httpx.AsyncHTTPTransport(uds=str(server.path))
+            async with httpx.AsyncClient(transport=transport, base_url="http://watt") as client:
+                text = await client.get("/api/v1/text?n=5")
+                async with client.stream("GET", "/api/v1/stream") as streamed:
+                    lines = [line async for line in streamed.aiter_lines()]
+                    encoding = streamed.headers.get("transfer-encoding")
+                missing = await client.get("/api/v1/applications")
+            raw = await asyncio.to_thread(request, server.path, "GET", "/api/v1/text?n=7")
+            return text, lines, encoding, missing, raw
+        finally:
+            await server.stop()
+
+    folder = Path(tempfile.mkdtemp(prefix="wx-", dir="/tmp"))
+    try:
+        text, lines, encoding, missing, raw = asyncio.run(go(folder / "watt"))
+    finally:
+        shutil.rmtree(folder)
+    assert text.status_code == 200 and text.text == "n=5\n"
+    assert text.headers["content-type"] == "text/plain; version=0.0.4"
+    assert lines == ["line 0", "line 1", "line 2"] and encoding == "chunked"
+    assert missing.status_code == 404  # only the scratch table is served
+    assert raw == (200, "n=7\n")  # watt.management.request: text for a non-JSON answer
