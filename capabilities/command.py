@@ -8,8 +8,8 @@ The loader returns a plain ASGI application that owns the program:
 - every HTTP request is proxied to ``http://127.0.0.1:PORT`` over a pool of
   kept-alive HTTP/1.1 connections driven by h11 (sans-IO, loads in a
   subinterpreter), bodies streamed both ways;
-- the program's stdout and stderr go line by line to the worker's stderr,
-  prefixed with ``[<app id>]``;
+- the program's stdout and stderr go line by line to the worker's stdout and
+  stderr, so each line is a log line of the application (info and warning);
 - a program that exits while running is restarted with a backoff (1 s,
   doubling, at most 30 s); requests meanwhile get ``503`` with ``Retry-After``;
 - lifespan shut-down sends SIGTERM to the program's process group, waits
@@ -195,8 +195,8 @@ class CommandApp:
         except OSError as exc:
             raise StartFailed(f"command `{shlex.join(self.argv)}` could not start: {exc}") from None
         self.proc = proc
-        self._pumps = [asyncio.get_running_loop().create_task(self._pump(stream))
-                       for stream in (proc.stdout, proc.stderr)]
+        self._pumps = [asyncio.get_running_loop().create_task(self._pump(stream, out))
+                       for stream, out in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))]
         failure = await self._wait_listening(proc, port)
         if failure is not None:
             await self._kill(proc)
@@ -232,8 +232,7 @@ class CommandApp:
             if not exited.done():
                 exited.cancel()
 
-    async def _pump(self, stream: asyncio.StreamReader) -> None:
-        prefix = f"[{self.app_id}] "
+    async def _pump(self, stream: asyncio.StreamReader, out: str) -> None:
         while True:
             try:
                 line = await stream.readline()
@@ -243,8 +242,9 @@ class CommandApp:
                 return
             text = line.decode("utf-8", "replace").rstrip("\r\n")
             self.tail.append(text)
-            sys.stderr.write(prefix + text + "\n")
-            sys.stderr.flush()
+            target = getattr(sys, out)  # looked up per line: the worker's captured stream
+            target.write(text + "\n")
+            target.flush()
 
     async def _drain_pumps(self) -> None:
         if self._pumps:

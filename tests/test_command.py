@@ -12,7 +12,6 @@ import uuid
 
 import httpx
 import pytest
-from loguru import logger
 from support import APPS, ROOT, app_config, wait_for
 
 from capabilities import command
@@ -105,27 +104,19 @@ def test_headers_and_x_forwarded_are_passed_as_the_entrypoint_set_them(rt):
     assert "connection" not in lowered or lowered["connection"].lower() != "close"
 
 
-def test_the_programs_output_is_captured_with_the_app_id(rt, capfd):
-    # The worker's stderr reaches the main side as log records of the application
-    # (or, where a worker does not capture its output, the process's stderr).
-    records: list[str] = []
-    sink = logger.add(lambda message: records.append(str(message)), level="DEBUG")
-    try:
-        tag = uuid.uuid4().hex
-        pid = httpx.get(rt.url + f"/hello?tag={tag}", timeout=30).json()["pid"]
-        printed = f"[cmd] hello served by pid {pid} tag={tag}"  # the program's stdout
-        logged = f'"GET /hello?tag={tag} HTTP/1.1" 200'  # http.server's stderr log
-        seen: list[str] = []
+def test_the_programs_output_is_captured_with_the_app_id(rt):
+    # The program's stdout and stderr become log lines of the application.
+    tag = uuid.uuid4().hex
+    pid = httpx.get(rt.url + f"/hello?tag={tag}", timeout=30).json()["pid"]
+    printed = f"hello served by pid {pid} tag={tag}"  # the program's stdout
+    logged = f'"GET /hello?tag={tag} HTTP/1.1" 200'  # http.server's stderr log
 
-        def both_seen() -> bool:
-            seen.append(capfd.readouterr().err)
-            text = "".join(seen) + "".join(records)
-            return printed in text and any(
-                "[cmd] " in line and logged in line for line in text.splitlines())
+    def both_seen() -> bool:
+        lines = rt.logs(app="cmd")
+        return any(r["msg"].endswith(printed) and r["level"] == "info" for r in lines) and \
+            any(logged in r["msg"] and r["level"] == "warning" for r in lines)
 
-        wait_for(both_seen, timeout=10)
-    finally:
-        logger.remove(sink)
+    wait_for(both_seen, timeout=10)
 
 
 def test_a_crashed_program_is_restarted_and_none_is_left_after_stop(tmp_path, watt_runtime):

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from dotenv import dotenv_values
 
+from watt.config_telemetry import AppLoggerConfig, LoggerConfig, MetricsConfig, TelemetryConfig
 from watt.errors import ConfigError
 
 SCHEMA_ID = "urn:watt:config"
@@ -98,6 +99,8 @@ class ApplicationConfig(_Section):
         _doc("Restart a worker that dies: true (backoff from 1000 ms), the first backoff in "
              "ms (doubling up to 30 s), or false. Default: the runtime's `restartOnError`."),
     ] = None
+    logger: Annotated[AppLoggerConfig, _doc("This application's log settings.")] = \
+        AppLoggerConfig()
 
 
 class LimitsConfig(_Section):
@@ -142,14 +145,6 @@ class HealthConfig(_Section):
     ] = 4 * 1024 ** 3
     max_unhealthy_checks: Annotated[
         int, _doc("Unhealthy checks in a row before the worker is replaced.", ge=1)] = 10
-
-
-class MetricsConfig(_Section):
-    """The runtime's own HTTP server, off the entrypoint (/ready, /live)."""
-
-    enabled: Annotated[bool, _doc("Serve it.")] = False
-    hostname: Annotated[str, _doc("Address to bind.")] = "127.0.0.1"
-    port: Annotated[int, _doc("TCP port; 0 picks a free one.", ge=0, le=65535)] = 9090
 
 
 class GracefulShutdownConfig(_Section):
@@ -203,8 +198,12 @@ class Config(_Section):
     limits: Annotated[LimitsConfig, _doc("Limits on requests to the entrypoint.")] = LimitsConfig()
     health: Annotated[HealthConfig, _doc("Worker health checks.")] = HealthConfig()
     metrics: Annotated[
-        MetricsConfig, _doc("The runtime's own HTTP server: /ready and /live.")
+        MetricsConfig, _doc("The runtime's own HTTP server: /metrics, /ready and /live.")
     ] = MetricsConfig()
+    logger: Annotated[LoggerConfig, _doc("Logs of the runtime and its applications.")] = \
+        LoggerConfig()
+    telemetry: Annotated[
+        TelemetryConfig | None, _doc("Tracing (OpenTelemetry): off unless set.")] = None
     management_api: Annotated[
         bool, _doc("Serve the management API on a local socket only this user can reach "
                    "(used by `watt ps`, `watt applications`, `watt inject`, ...).")
@@ -230,6 +229,8 @@ class LoadedConfig(msgspec.Struct):
     management_api: bool = True
     health: HealthConfig = HealthConfig()
     metrics: MetricsConfig = MetricsConfig()
+    logger: LoggerConfig = LoggerConfig()
+    telemetry: TelemetryConfig | None = None
 
 
 class _Source:
@@ -530,7 +531,28 @@ def _resolve(config: Config, base_dir: str, src: _Source) -> LoadedConfig:
                         mesh=config.mesh, restart_on_error=config.restart_on_error,
                         graceful_shutdown=config.graceful_shutdown, limits=config.limits,
                         management_api=config.management_api, health=config.health,
-                        metrics=config.metrics)
+                        metrics=config.metrics, logger=_logger_paths(config.logger, base_dir),
+                        telemetry=_telemetry_paths(config.telemetry, base_dir))
+
+
+def _logger_paths(logger: LoggerConfig, base_dir: str) -> LoggerConfig:
+    if logger.file is None:
+        return logger
+    path = os.path.normpath(os.path.join(base_dir, logger.file.path))
+    return msgspec.structs.replace(logger, file=msgspec.structs.replace(logger.file, path=path))
+
+
+def _telemetry_paths(telemetry: TelemetryConfig | None, base_dir: str) -> TelemetryConfig | None:
+    if telemetry is None:
+        return None
+    exporters = []
+    for exporter in telemetry.exporters():
+        if exporter.options.path:
+            path = os.path.normpath(os.path.join(base_dir, exporter.options.path))
+            exporter = msgspec.structs.replace(
+                exporter, options=msgspec.structs.replace(exporter.options, path=path))
+        exporters.append(exporter)
+    return msgspec.structs.replace(telemetry, exporter=exporters)
 
 
 def _folder(base_dir: str, path: str, key: str, src: _Source) -> str:

@@ -83,6 +83,15 @@ CODES: dict[str, str] = {
     "WATT_CONFIG_PATH_NOT_FOUND": "An application `path` (or `autoload.path`) does not exist.",
     "WATT_CONFIG_SYNTAX": "The file is not valid JSON or TOML.",
     "WATT_CONFIG_UNKNOWN_KEY": "A key is not part of the schema (typo?).",
+    "WATT_CREATE_APP_EXISTS": "`watt create --add`: the project already has an application "
+                              "with that id.",
+    "WATT_CREATE_BAD_ID": "`watt create --add`: the id is not a valid application id "
+                          "(lowercase letters, digits, `-`).",
+    "WATT_CREATE_CONFIG_EDIT": "`watt create --add`: the config file could not be extended "
+                               "automatically (left as it was).",
+    "WATT_CREATE_NOT_EMPTY": "`watt create`: the target folder is not empty (use `--force`).",
+    "WATT_CREATE_NO_CONFIG": "`watt create --add`: the folder has no watt.json or watt.toml.",
+    "WATT_CREATE_UNKNOWN_KIND": "`watt create`: no template for that kind.",
     "WATT_ENGINE_UNAVAILABLE": "`server.engine` names an HTTP engine that is not installed.",
     "WATT_ENTRYPOINT_BIND": "The entrypoint could not bind its host and port.",
     "WATT_ERROR": "Generic failure without a more specific code (a bug: please report it).",
@@ -135,6 +144,10 @@ CODES: dict[str, str] = {
         "The application did not start its response within `limits.requestTimeout` (504)."
     ),
     "WATT_RUNTIME_STATE": "The runtime was used in the wrong state (not started, stopped).",
+    "WATT_TELEMETRY_UNAVAILABLE": (
+        "`telemetry.exporter` asks for `otlp` but the OpenTelemetry SDK and OTLP exporter are "
+        "not installed (`pip install 'watt[otlp]'`)."
+    ),
     "WATT_STREAM_CANCELLED": "The caller of a stream went away (client disconnect).",
     "WATT_STREAM_CLOSED": "A stream was used after it was closed.",
     "WATT_SUBINTERPRETERS_UNAVAILABLE": (

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 from .observability.logging import configure_logging
 from .runtime import Runtime
@@ -13,7 +14,7 @@ from .tables import startup_table
 
 
 def run(config, *, hostname: str | None = None, port: int | None = None,
-        log_level: str = "INFO", **options) -> None:
+        log_level: str | None = None, **options) -> None:
     """Start the runtime for ``config`` (a path, dict or Config) and serve until
     SIGINT or SIGTERM, then shut down gracefully (drain, lifespan shutdown).
 
@@ -21,11 +22,13 @@ def run(config, *, hostname: str | None = None, port: int | None = None,
     ``graceful_timeout``).  Raises :class:`watt.WattError` when the config is
     invalid or an application cannot start.
     """
-    configure_logging(log_level)
-    asyncio.run(_serve(config, hostname=hostname, port=port, **options))
+    configure_logging(log_level)  # until the config's `logger` section is read
+    asyncio.run(_serve(config, hostname=hostname, port=port, log_level=log_level, **options))
 
 
-async def _serve(config, *, hostname: str | None, port: int | None, **options) -> None:
+async def _serve(config, *, hostname: str | None, port: int | None,
+                 on_running: Callable[[Runtime], Awaitable[None]] | None = None,
+                 **options) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -48,13 +51,18 @@ async def _serve(config, *, hostname: str | None, port: int | None, **options) -
         except (NotImplementedError, RuntimeError):
             pass
     runtime = Runtime(config, hostname=hostname, port=port, **options)
+    beside = None  # on_running's task (watt dev's file watcher), on this loop
     try:
         await runtime.start()
         print(f"Watt is running at {runtime.url}", flush=True)
         print(startup_table(runtime), flush=True)
+        if on_running is not None:
+            beside = loop.create_task(on_running(runtime))
         await stop.wait()
         print("Watt is stopping", file=sys.stderr, flush=True)
     finally:
+        if beside is not None:
+            beside.cancel()
         await runtime.stop()
         for sig in signals:
             try:

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from .capability import Capability
-from .channel.protocol import HEALTH, LOG, UNLINKED
+from .channel.protocol import HEALTH, LOG, METRICS, SPANS, UNLINKED
 from .config import ApplicationConfig
 from .errors import WattError
 from .isolation import WorkerHandle, WorkerStartError, create_worker
 from .isolation.base import READY
+from .observability.tracing import worker_tracing
 from .router import RoundRobin
 from .supervision import HealthCheck, RestartPolicy
 
@@ -70,13 +71,22 @@ class AppPool:
             # (watt/worker/spin.py); benchmarks/mesh.py measures it.
             "spin": os.environ.get("WATT_SPIN") == "1",
             "health_interval": (health.interval / 1000) if health.enabled else None,
+            "observe": self._observe_spec(),
         }
+
+    def _observe_spec(self) -> dict:
+        """What the worker needs to build its log lines, metrics and spans."""
+        config, runtime = self.runtime.config, self.runtime
+        level = self.app.logger.level or runtime._log_level or config.logger.level
+        return {"level": level.lower(), "access_log": config.logger.access_log,
+                "redact": config.logger.redact_paths(), "censor": config.logger.censor(),
+                "tracing": worker_tracing(config.telemetry, self.app.id)}
 
     async def _start_worker(self, index: int, kind: str) -> WorkerHandle:
         links = self.runtime.router.links
         worker = create_worker(kind, app_id=self.app.id, index=index, spec=self._spec(index),
                                on_exit=self.runtime._worker_exited, on_gone=links.worker_gone,
-                               on_control=_control(links))
+                               on_control=_control(self.runtime))
         health = self.runtime.config.health
         worker.health = HealthCheck(
             interval=health.interval / 1000, grace=health.grace_period / 1000,
@@ -219,15 +229,23 @@ def _is_ready(worker: WorkerHandle) -> bool:
     return worker.status == READY
 
 
-def _control(links):
-    """Control frames a worker handle passes on: link acknowledgements, health."""
+def _control(runtime: Runtime):
+    """Control frames a worker handle passes on: log lines, metrics, spans, link
+    acknowledgements, health."""
+    links, logs = runtime.router.links, runtime.logs
 
     def on_control(worker: WorkerHandle, frame: tuple) -> None:
-        if frame[0] == UNLINKED:
+        kind = frame[0]
+        if kind == LOG:
+            logs.write(frame[2], frame[3])
+        elif kind == SPANS:
+            if runtime.tracing is not None:
+                runtime.tracing.receive(frame[2])
+        elif kind == METRICS:
+            runtime.metrics.on_reply(frame)
+        elif kind == UNLINKED:
             links.unlinked(worker, frame[2])
-        elif frame[0] == HEALTH and worker.health is not None:
+        elif kind == HEALTH and worker.health is not None:
             worker.health.report(frame[2], frame[3], time.monotonic())
-        elif frame[0] == LOG:
-            logger.bind(app=worker.app_id, worker=worker.index).log(frame[2], frame[3])
 
     return on_control

@@ -24,7 +24,9 @@ from .config import ApplicationConfig, Config, LoadedConfig, load_config
 from .entrypoint import Forwarder, HypercornEngine, create_engine, forward
 from .errors import ConfigError, WattError
 from .isolation import WorkerHandle
-from .observability.metrics import ProbesApp
+from .observability.logging import configure_logging, hub
+from .observability.metrics import MetricsApp, MetricsCollector, push_loop
+from .observability.tracing import SpanSink
 from .pool import AppPool
 from .router import Router
 
@@ -42,7 +44,8 @@ class Runtime:
     def __init__(self, config: str | os.PathLike | dict | Config, *, hostname: str | None = None,
                  port: int | None = None, engine: str | None = None,
                  start_timeout: float = 60.0, graceful_timeout: float | None = None,
-                 management: bool = True, workers: int | None = None) -> None:
+                 management: bool = True, workers: int | None = None,
+                 log_level: str | None = None, pretty: bool | None = None) -> None:
         self._source = config
         self._hostname = hostname
         self._port = port
@@ -61,7 +64,13 @@ class Runtime:
         self.management = None  # watt/management.py's server, once started
         self._health_task: asyncio.Task | None = None
         self._probes = None
-        self.metrics_url: str | None = None  # /ready, /live (config `metrics`)
+        self.metrics_url: str | None = None  # /metrics, /ready, /live (config `metrics`)
+        self._log_level = log_level  # overrides logger.level (watt start --log-level)
+        self._pretty = pretty  # overrides logger.pretty (watt dev)
+        self.logs = hub  # every log line of this process: recent ones, followers
+        self.metrics = MetricsCollector(self)
+        self.tracing: SpanSink | None = None  # when `telemetry` is configured
+        self._push_task: asyncio.Task | None = None
 
     # -- life cycle -----------------------------------------------------------------
     async def start(self) -> str:
@@ -77,6 +86,11 @@ class Runtime:
                                         for app in self.config.applications]
         if self.graceful_timeout is None:  # gracefulShutdown.application, in seconds
             self.graceful_timeout = self.config.graceful_shutdown.application / 1000
+        configure_logging(self._log_level, pretty=self._pretty, config=self.config.logger)
+        self.metrics.labels = dict(self.config.metrics.labels)
+        telemetry = self.config.telemetry
+        if telemetry is not None and telemetry.enabled:
+            self.tracing = SpanSink(telemetry)
         try:
             pools = [self._make_pool(app) for app in self.config.applications]
             entry = self.config.entrypoint
@@ -99,9 +113,13 @@ class Runtime:
         self._started_at = time.monotonic()
         probes = self.config.metrics
         if probes.enabled:
-            self._probes = HypercornEngine(ProbesApp(self), probes.hostname, probes.port)
+            app = MetricsApp(self, self.metrics, probes.endpoint, probes.auth)
+            self._probes = HypercornEngine(app, probes.hostname, probes.port)
             self.metrics_url = await self._probes.start()
-            logger.info(f"/ready and /live at {self.metrics_url}")
+            logger.info(f"{probes.endpoint}, /ready and /live at {self.metrics_url}")
+        if probes.push is not None:
+            self._push_task = asyncio.get_running_loop().create_task(push_loop(
+                self.metrics, probes.push.url, probes.push.job, probes.push.interval / 1000))
         if self.config.health.enabled:
             self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
         if self.config.management_api and self._management_enabled:
@@ -141,8 +159,9 @@ class Runtime:
         if self._state in ("stopped", "stopping"):
             return
         self._state = "stopping"
-        if self._health_task is not None:
-            self._health_task.cancel()
+        for task in (self._health_task, self._push_task):
+            if task is not None:
+                task.cancel()
         if self.management is not None:
             await self.management.stop()
         limit = self.config.graceful_shutdown.runtime / 1000 if self.config else None
@@ -161,6 +180,8 @@ class Runtime:
         finally:
             self.router.links.close_all()
             self._state = "stopped"
+            if self.tracing is not None:
+                self.tracing.close()
             if self._probes is not None:  # /ready said 503 all through the drain
                 await self._probes.stop()
 
@@ -266,6 +287,10 @@ class Runtime:
 
     def applications(self) -> list[dict]:
         return [pool.info() for pool in self.pools.values()]
+
+    def spans(self) -> list[dict]:
+        """Spans kept by the ``memory`` exporter of ``telemetry`` (oldest first)."""
+        return self.tracing.spans() if self.tracing is not None else []
 
 
 def resolve_capability(app: ApplicationConfig, config: LoadedConfig) -> tuple[Capability, dict]:

@@ -14,6 +14,7 @@ runtime the test started is stopped after it.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import pytest
@@ -33,9 +34,12 @@ class RuntimeHandle:
                                         daemon=True)
         self._thread.start()
         self.runtime = Runtime(config, hostname=hostname, port=port, **options)
+        self._lines: list[str] = []
+        self._unlisten = self.runtime.logs.listen(self._lines.append)
         try:
             self.url: str = self._call(self.runtime.start())
         except BaseException:
+            self._unlisten()
             self._close_loop()
             raise
 
@@ -72,6 +76,20 @@ class RuntimeHandle:
     def applications(self) -> list[dict]:
         return self._call(_async(self.runtime.applications))
 
+    def logs(self, **match) -> list[dict]:
+        """The log lines written since this runtime started, parsed; ``match``
+        keeps those whose fields equal the given values (``app="a"``)."""
+        records = [json.loads(line) for line in list(self._lines)]
+        return [r for r in records if all(r.get(k) == v for k, v in match.items())]
+
+    def spans(self) -> list[dict]:
+        """Spans held by the ``memory`` exporter of the ``telemetry`` config."""
+        return self._call(_async(self.runtime.spans))
+
+    def metrics(self) -> str:
+        """The Prometheus text the runtime's ``/metrics`` would serve now."""
+        return self._call(self.runtime.metrics.exposition()).decode()
+
     def stop(self) -> None:
         if self._loop.is_closed():
             return
@@ -81,6 +99,7 @@ class RuntimeHandle:
             self._call(self.runtime.stop())
             self._call(_cancel_leftovers())  # as asyncio.run does before closing a loop
         finally:
+            self._unlisten()
             self._close_loop()
 
     def _close_loop(self) -> None:

@@ -32,7 +32,10 @@ Frame layouts (``sid`` = stream id)::
     (UNLINK, 0, link_id, gone)  main -> worker: stop using the link; gone=1: close it
     (UNLINKED, 0, link_id)      worker -> main: closed, its fds may be freed
     (HEALTH, 0, elu_permille, memory_bytes)  worker -> main, every health interval
-    (LOG, 0, level, line)       worker -> main: a line the application printed or logged
+    (LOG, 0, level, line)       worker -> main: a log line, a complete JSON object
+    (METRICS, 0, token, None)   main -> worker: send your metrics
+    (METRICS, 0, token, json)   worker -> main: the answer, a JSON snapshot
+    (SPANS, 0, json)            worker -> main: spans finished since the last SPANS
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ UNLINK = 26
 UNLINKED = 27
 HEALTH = 28
 LOG = 29
+METRICS = 30
+SPANS = 31
 
 KIND_NAMES = {
     REQUEST: "REQUEST",
@@ -80,6 +85,8 @@ KIND_NAMES = {
     UNLINKED: "UNLINKED",
     HEALTH: "HEALTH",
     LOG: "LOG",
+    METRICS: "METRICS",
+    SPANS: "SPANS",
 }
 
 # Frames that end a stream for the side receiving them.

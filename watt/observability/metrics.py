@@ -1,24 +1,267 @@
-"""The runtime's own HTTP server, off the entrypoint: probes for load balancers.
+"""Prometheus metrics of every worker, one correct view: the runtime's ``/metrics``.
 
-``metrics.hostname:metrics.port`` serves ``GET /ready`` and ``GET /live`` for
-Kubernetes probes and load balancers (the Prometheus ``/metrics`` endpoint is
-the observability issue's work and will join them here).  It runs on the main
-loop with the hypercorn engine, never through an application's worker, so a
-busy or broken application cannot hide the runtime's own state.
+Each worker counts its own requests and mesh calls (``watt/worker/metrics.py``)
+on its own loop.  When ``/metrics`` is scraped (or ``watt metrics`` asks),
+:class:`MetricsCollector` sends every ready worker a METRICS frame, waits
+briefly for the snapshots, and builds Prometheus families labelled with
+``applicationId`` and ``workerId`` — so two workers of one application are
+two label sets, never one overwriting the other, and ``sum by
+(applicationId)`` is the application's total.  An application's own
+``prometheus_client`` metrics arrive in the same snapshot and get the same
+labels.  The runtime process adds its own (``process_*``, ``python_*``).
+
+:class:`MetricsApp` is the server at ``metrics.hostname:metrics.port``
+(off the entrypoint): ``/metrics`` (optionally behind basic auth), ``/ready``
+and ``/live`` for load balancers and Kubernetes probes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hmac
+import itertools
 import json
 
+from loguru import logger
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
 from ..capability import accept_lifespan
+from ..channel.protocol import METRICS
+from ..worker.metrics import BUCKETS, QUANTILES
+
+_WORKER_LABELS = ["applicationId", "workerId"]
+#: Families a worker's default prometheus_client collectors export: the runtime
+#: reports its process once, itself.
+_SKIPPED_CUSTOM = ("process_", "python_gc_", "python_info")
 
 
-class ProbesApp:
-    """``/ready``: every application has a ready worker; ``/live``: the runtime runs."""
+class MetricsCollector:
+    """Asks every worker for its metrics and builds the Prometheus view."""
 
-    def __init__(self, runtime) -> None:
+    def __init__(self, runtime, labels: dict[str, str] | None = None,
+                 timeout: float = 2.0) -> None:
         self.runtime = runtime
+        self.labels = dict(labels or {})
+        self.timeout = timeout
+        self._tokens = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future] = {}
+
+    def on_reply(self, frame: tuple) -> None:
+        """A worker's ``(METRICS, 0, token, json)``."""
+        future = self._waiting.pop(frame[2], None)
+        if future is not None and not future.done():
+            future.set_result(frame[3])
+
+    async def gather(self) -> list[dict]:
+        """One snapshot per ready worker that answered within the timeout."""
+        loop = asyncio.get_running_loop()
+        asked = []
+        for pool in list(self.runtime.pools.values()):
+            for worker in list(pool.workers):
+                channel = worker.channel
+                if worker.status != "ready" or channel is None or channel.lost:
+                    continue
+                token = next(self._tokens)
+                future = self._waiting[token] = loop.create_future()
+                channel.send((METRICS, 0, token, None))
+                asked.append((pool, worker, token, future))
+        if asked:
+            await asyncio.wait([f for *_, f in asked], timeout=self.timeout)
+        snapshots = []
+        for pool, worker, token, future in asked:
+            self._waiting.pop(token, None)
+            if not future.done():
+                logger.bind(app=pool.id).warning(
+                    f"worker {worker.name} sent no metrics within {self.timeout} s")
+                future.cancel()
+                continue
+            try:
+                data = json.loads(future.result())
+            except ValueError:
+                continue
+            snapshots.append({"app": pool.id, "worker": worker.index,
+                              "isolation": worker.kind, "data": data})
+        return snapshots
+
+    async def exposition(self) -> bytes:
+        """Everything, in the Prometheus text format."""
+        return generate_latest(self.registry(await self.gather()))
+
+    def registry(self, snapshots: list[dict]) -> CollectorRegistry:
+        registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        inner = registry
+        outer = CollectorRegistry(auto_describe=False)
+        pools = [pool.info() for pool in self.runtime.pools.values()]
+        outer.register(_Families(lambda: list(inner.collect()) + families(snapshots, pools),
+                                 self.labels))
+        return outer
+
+
+class _Families:
+    def __init__(self, produce, labels: dict[str, str]) -> None:
+        self._produce = produce
+        self._labels = labels
+
+    def collect(self):
+        for family in self._produce():
+            if self._labels:
+                family = _relabelled(family, self._labels)
+            yield family
+
+
+def _relabelled(family: Metric, labels: dict[str, str]) -> Metric:
+    copy = Metric(family.name, family.documentation, family.type, family.unit)
+    copy.samples = [sample._replace(labels={**labels, **sample.labels})
+                    for sample in family.samples]
+    return copy
+
+
+def families(snapshots: list[dict], pools: list[dict]) -> list[Metric]:
+    """The Prometheus families for worker snapshots (pure: tested without workers)."""
+    duration = HistogramMetricFamily(
+        "http_request_duration_seconds", "Time from request to the end of the response, "
+        "per application and worker.", labels=_WORKER_LABELS + ["method", "status_code"])
+    summary = Metric("http_request_summary_seconds", "Quantiles of the request duration over "
+                     "the last 1024 requests of each worker.", "summary")
+    requests = CounterMetricFamily("http_requests", "Requests answered.",
+                                   labels=_WORKER_LABELS + ["method", "status_code"])
+    in_flight = GaugeMetricFamily("http_requests_in_flight", "Requests being answered.",
+                                  labels=_WORKER_LABELS)
+    elu = GaugeMetricFamily("watt_worker_event_loop_utilization", "Share of time the worker's "
+                            "event loop was busy since the previous scrape (0-1).",
+                            labels=_WORKER_LABELS)
+    cpu = CounterMetricFamily("watt_worker_cpu_seconds", "CPU time: a process worker's whole "
+                              "process; a subinterpreter's event-loop thread.",
+                              labels=_WORKER_LABELS)
+    memory = GaugeMetricFamily("watt_worker_resident_memory_bytes", "Resident memory of a "
+                               "process worker (a subinterpreter shares the runtime's, see "
+                               "process_resident_memory_bytes).", labels=_WORKER_LABELS)
+    gc_runs = CounterMetricFamily("watt_worker_gc_collections", "Garbage collections of the "
+                                  "worker's interpreter.", labels=_WORKER_LABELS + ["generation"])
+    gc_objects = CounterMetricFamily("watt_worker_gc_objects_collected", "Objects the "
+                                     "worker's garbage collector freed.",
+                                     labels=_WORKER_LABELS + ["generation"])
+    mesh_calls = CounterMetricFamily("watt_mesh_requests", "Mesh calls made by an application "
+                                     "(applicationId) to another (target); status_code 0: no "
+                                     "response (timeout, no worker).",
+                                     labels=_WORKER_LABELS + ["target", "method", "status_code"])
+    mesh_duration = HistogramMetricFamily(
+        "watt_mesh_request_duration_seconds", "Time from a mesh call to its response start.",
+        labels=_WORKER_LABELS + ["target", "method", "status_code"])
+    custom: dict[str, Metric] = {}
+    for snap in snapshots:
+        data, ids = snap["data"], [snap["app"], str(snap["worker"])]
+        for method, status, count, total, buckets in data.get("requests", ()):
+            labels = ids + [method, str(status)]
+            duration.add_metric(labels, _cumulative(buckets), total)
+            requests.add_metric(labels, count)
+        quantiles = data.get("quantiles") or []
+        count = sum(entry[2] for entry in data.get("requests", ()))
+        total = sum(entry[3] for entry in data.get("requests", ()))
+        worker_labels = {"applicationId": ids[0], "workerId": ids[1]}
+        for q, value in zip(QUANTILES, quantiles, strict=False):
+            summary.add_sample("http_request_summary_seconds",
+                               {**worker_labels, "quantile": str(q)}, value)
+        summary.add_sample("http_request_summary_seconds_count", worker_labels, count)
+        summary.add_sample("http_request_summary_seconds_sum", worker_labels, total)
+        in_flight.add_metric(ids, data.get("inFlight", 0))
+        if data.get("elu") is not None:
+            elu.add_metric(ids, data["elu"])
+        cpu.add_metric(ids, data.get("cpu", 0.0))
+        if data.get("memory") is not None:
+            memory.add_metric(ids, data["memory"])
+        for generation, (runs, collected, _uncollectable) in enumerate(data.get("gc", ())):
+            gc_runs.add_metric(ids + [str(generation)], runs)
+            gc_objects.add_metric(ids + [str(generation)], collected)
+        for target, method, status, count, total, buckets in data.get("mesh", ()):
+            labels = ids + [target, method, str(status)]
+            mesh_calls.add_metric(labels, count)
+            mesh_duration.add_metric(labels, _cumulative(buckets), total)
+        if data.get("custom"):
+            _merge_custom(custom, data["custom"], worker_labels, snap["app"])
+    restarts = CounterMetricFamily("watt_worker_restarts", "Workers of an application "
+                                   "restarted or replaced.", labels=["applicationId"])
+    workers = GaugeMetricFamily("watt_workers", "Workers of an application by status.",
+                                labels=["applicationId", "status"])
+    for pool in pools:
+        restarts.add_metric([pool["id"]], pool["restarts"])
+        statuses: dict[str, int] = {}
+        for worker in pool["workers"]:
+            statuses[worker["status"]] = statuses.get(worker["status"], 0) + 1
+        for status, number in statuses.items():
+            workers.add_metric([pool["id"], status], number)
+    return [duration, summary, requests, in_flight, elu, cpu, memory, gc_runs, gc_objects,
+            mesh_calls, mesh_duration, restarts, workers, *custom.values()]
+
+
+def _cumulative(buckets: list[int]) -> list[tuple[str, float]]:
+    out, running = [], 0
+    for bound, count in zip((*BUCKETS, float("inf")), buckets, strict=False):
+        running += count
+        out.append(("+Inf" if bound == float("inf") else repr(bound), running))
+    return out
+
+
+def _merge_custom(custom: dict[str, Metric], text: str, labels: dict, app_id: str) -> None:
+    """An application's own metrics, with its worker's labels, merged by family."""
+    try:
+        parsed = list(text_string_to_metric_families(text))
+    except ValueError as exc:
+        logger.bind(app=app_id).warning(f"could not read the application's metrics: {exc}")
+        return
+    for family in parsed:
+        if family.name.startswith(_SKIPPED_CUSTOM):
+            continue
+        merged = custom.get(family.name)
+        if merged is None:
+            merged = custom[family.name] = Metric(family.name, family.documentation,
+                                                  family.type, family.unit)
+        elif merged.type != family.type:
+            continue  # two applications disagree on a name's type: keep the first
+        merged.samples += [sample._replace(labels={**sample.labels, **labels})
+                           for sample in family.samples]
+
+
+def as_json(text: str) -> list[dict]:
+    """The text format as JSON: ``[{name, type, help, samples: [{name, labels, value}]}]``."""
+    return [{"name": family.name, "type": family.type, "help": family.documentation,
+             "samples": [{"name": s.name, "labels": s.labels, "value": s.value}
+                         for s in family.samples]}
+            for family in text_string_to_metric_families(text)]
+
+
+async def push_loop(collector: MetricsCollector, url: str, job: str, interval: float) -> None:
+    """Push the metrics to a Pushgateway every ``interval`` seconds (``metrics.push``)."""
+    from prometheus_client import push_to_gateway
+
+    while True:
+        await asyncio.sleep(interval)
+        registry = collector.registry(await collector.gather())
+        try:
+            await asyncio.to_thread(push_to_gateway, url, job=job, registry=registry,
+                                    timeout=10)
+        except Exception as exc:  # noqa: BLE001 - the gateway's trouble is not ours to crash on
+            logger.warning(f"pushing metrics to {url} failed: {exc}")
+
+
+class MetricsApp:
+    """``/metrics``, ``/ready`` and ``/live``: the runtime's own server, off the entrypoint."""
+
+    def __init__(self, runtime, collector: MetricsCollector | None = None,
+                 endpoint: str = "/metrics", auth=None) -> None:
+        self.runtime = runtime
+        self.collector = collector
+        self.endpoint = endpoint
+        self._auth = (b"Basic " + base64.b64encode(f"{auth.username}:{auth.password}".encode())
+                      if auth is not None else None)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -26,21 +269,26 @@ class ProbesApp:
             return
         if scope["type"] != "http":
             return
+        path = scope["path"]
+        content_type = b"application/json"
         if scope["method"] not in ("GET", "HEAD"):
             status, body = 405, {"error": "only GET and HEAD"}
-        elif scope["path"] == "/ready":
+        elif path == "/ready":
             status, body = self.ready()
-        elif scope["path"] == "/live":
+        elif path == "/live":
             status, body = self.live()
+        elif path == self.endpoint and self.collector is not None:
+            if self._auth is not None and not _authorized(scope, self._auth):
+                await _answer(send, scope, 401, b'{"error": "unauthorized"}', content_type,
+                              [(b"www-authenticate", b'Basic realm="watt metrics"')])
+                return
+            status, body = 200, await self.collector.exposition()
+            content_type = CONTENT_TYPE_LATEST.encode()
         else:
-            status, body = 404, {"error": "not found", "paths": ["/ready", "/live"]}
-        data = json.dumps(body).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(data)).encode()),
-                                (b"cache-control", b"no-store")]})
-        await send({"type": "http.response.body",
-                    "body": b"" if scope["method"] == "HEAD" else data})
+            paths = ["/ready", "/live"] + ([self.endpoint] if self.collector else [])
+            status, body = 404, {"error": "not found", "paths": paths}
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        await _answer(send, scope, status, data, content_type)
 
     def ready(self) -> tuple[int, dict]:
         """Ready to take traffic: running, and each application has a ready worker."""
@@ -55,3 +303,24 @@ class ProbesApp:
         """Alive: the main loop answers and the runtime is not shutting down."""
         ok = self.runtime.state in ("starting", "running")
         return (200 if ok else 503), {"live": ok, "state": self.runtime.state}
+
+
+#: The probes alone (no metrics): what older code and tests call it.
+ProbesApp = MetricsApp
+
+
+def _authorized(scope: dict, expected: bytes) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return hmac.compare_digest(value, expected)
+    return False
+
+
+async def _answer(send, scope: dict, status: int, data: bytes, content_type: bytes,
+                  extra: list | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type),
+                            (b"content-length", str(len(data)).encode()),
+                            (b"cache-control", b"no-store"), *(extra or [])]})
+    await send({"type": "http.response.body",
+                "body": b"" if scope["method"] == "HEAD" else data})

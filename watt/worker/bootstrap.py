@@ -9,6 +9,7 @@ frames, the same ASGI adapter, only the transport differs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import json
 import os
@@ -20,6 +21,7 @@ from watt.channel.endpoint import Channel
 
 from . import mesh_client
 from .links import LinkTable
+from .observe import Observer
 from .serve import WorkerServer
 from .telemetry import MeteredSelector, capture_output, report_health
 
@@ -109,7 +111,12 @@ async def serve(spec: dict, transport, selector: MeteredSelector | None = None) 
     channel.on_control = on_control
     channel.on_lost = on_lost
     channel.start()
-    restore_output = capture_output(channel, loop)
+    observer = Observer(spec, channel, loop, selector, own_process="read_fd" in spec,
+                        fallback=sys.stderr)
+    server.observer = observer
+    server.format_exception = user_traceback
+    channel.on_control = functools.partial(_on_metrics, observer, on_control)
+    restore_output = capture_output(observer.log)
     try:
         await _run(spec, channel, transport, server, links, stop, selector)
     finally:
@@ -118,7 +125,8 @@ async def serve(spec: dict, transport, selector: MeteredSelector | None = None) 
 
 async def _run(spec, channel, transport, server, links, stop, selector) -> None:
     """Import, lifespan start-up, READY, serve until STOP, drain, lifespan shutdown."""
-    mesh_client.install(channel, spec["app_id"], spec.get("mesh_timeout"), links)
+    mesh_client.install(channel, spec["app_id"], spec.get("mesh_timeout"), links,
+                        server.observer)
 
     try:
         app = _load(spec)
@@ -149,6 +157,14 @@ async def _run(spec, channel, transport, server, links, stop, selector) -> None:
         stream.flush()
     channel.send((p.STOPPED, 0))
     await _flush(transport)
+
+def _on_metrics(observer: Observer, on_control, frame: tuple) -> None:
+    """``(METRICS, 0, token, None)`` asks for this worker's metrics: answer at once."""
+    if frame[0] == p.METRICS:
+        observer.metrics_reply(frame[2])
+    else:
+        on_control(frame)
+
 
 def _load(spec: dict):
     module_name, _, func_name = spec["loader"].partition(":")

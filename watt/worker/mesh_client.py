@@ -19,7 +19,6 @@ import importlib.abc
 import importlib.util
 import sys
 import threading
-from contextvars import ContextVar
 from urllib.parse import unquote
 
 from watt.channel import protocol as p
@@ -33,11 +32,9 @@ _app_id: str | None = None
 #: ``mesh.timeout`` from the config: used when a client sets no timeout.
 _default_timeout: float | None = 30.0
 
-#: Headers of the request being served that every mesh call it makes carries
-#: along (x-request-id, traceparent, tracestate), as flat ``(name, value, ...)``.
-#: Set per request task by ``serve.py``; tasks and ``to_thread`` copy it.
-propagated: ContextVar[tuple] = ContextVar("watt_propagated", default=())
-PROPAGATE = (b"x-request-id", b"traceparent", b"tracestate")
+#: observe.Observer of this worker: every mesh call carries the request id and
+#: trace context of the request being served, and is counted and traced.
+_observer = None
 
 # Errors after the target received the request: the caller gets a response.
 _ANSWERED = frozenset({"WATT_MESH_WORKER_DIED", "WATT_WORKER_DIED", "WATT_APP_UNHANDLED_ERROR"})
@@ -53,11 +50,12 @@ class MeshCallError(Exception):
 
 
 def install(channel: Channel, app_id: str, default_timeout: float | None = 30.0,
-            links=None) -> None:
+            links=None, observer=None) -> None:
     """Make this worker's HTTP clients reach ``*.plt.local`` over ``channel``
     (or over a direct link to the target's worker, when ``links`` has one)."""
-    global _channel, _loop, _loop_thread, _app_id, _default_timeout, _links
+    global _channel, _loop, _loop_thread, _app_id, _default_timeout, _links, _observer
     _channel = channel
+    _observer = observer
     _links = links
     _loop = asyncio.get_running_loop()
     _loop_thread = threading.get_ident()
@@ -100,6 +98,7 @@ class MeshCall:
                                 "the mesh is only reachable from inside a Watt worker")
         self.stream: Stream | None = None
         self.done = False
+        self._observed = None  # observe._MeshCall until the response starts
         self._retry: tuple | None = None  # the REQUEST frame, while it may be resent
 
     async def start(self, method: str, host: str, raw_path: bytes, headers,
@@ -112,7 +111,11 @@ class MeshCall:
         """
         path_bytes, _, query = raw_path.partition(b"?")
         hostname = host.split(":", 1)[0]
-        flat = mesh_headers(host, headers)
+        extra = ()
+        if _observer is not None:
+            self._observed, extra = _observer.mesh_begin(
+                p.mesh_app_id(hostname) or hostname, method or "GET", host, raw_path)
+        flat = mesh_headers(host, headers, extra)
         scope = (kind, "1.1", method if kind == "http" else None,
                  "http" if kind == "http" else "ws",
                  unquote(path_bytes.decode("latin-1")) or "/", path_bytes or b"/", query, "",
@@ -139,6 +142,20 @@ class MeshCall:
         A target worker that died after the request reached it gives a 502,
         as a gateway would; errors before that raise :class:`MeshCallError`.
         """
+        try:
+            status, headers, body, more = await self._response(timeout)
+        except MeshCallError as exc:
+            self._observe_end(0, exc.message)
+            raise
+        self._observe_end(status)
+        return status, headers, body, more
+
+    def _observe_end(self, status: int, error: str | None = None) -> None:
+        if self._observed is not None:
+            _observer.mesh_end(self._observed, status, error)
+            self._observed = None
+
+    async def _response(self, timeout: float | None) -> tuple[int, list, bytes, bool]:
         frame = await self._next(timeout)
         if frame[0] == p.ERROR and frame[2] == "WATT_NO_WORKER" and self._retry is not None:
             # The linked worker is stopping and did not take the request: the
@@ -215,9 +232,9 @@ class MeshCall:
             self.stream.finish()
 
 
-def mesh_headers(host: str, headers) -> tuple:
+def mesh_headers(host: str, headers, extra=()) -> tuple:
     """Flat header tuple for a mesh request: the caller's headers, a Host, and
-    the propagated ones (request id, trace context) the caller did not set."""
+    the ``extra`` ones (request id, trace context) the caller did not set."""
     flat: list[bytes] = []
     names = set()
     for name, value in headers:
@@ -227,11 +244,10 @@ def mesh_headers(host: str, headers) -> tuple:
         flat.append(bytes(value))
     if b"host" not in names:
         flat[:0] = (b"host", host.encode("latin-1"))
-    extra = propagated.get()
-    for i in range(0, len(extra), 2):
-        if extra[i] not in names:
-            flat.append(extra[i])
-            flat.append(extra[i + 1])
+    for name, value in extra:
+        if name not in names:
+            flat.append(name)
+            flat.append(value)
     return tuple(flat)
 
 
@@ -290,4 +306,7 @@ _PATCHES = {
     "urllib3": _patcher("mesh_urllib3"),
     "urllib.request": _patcher("mesh_urllib"),
     "aiohttp": _patcher("mesh_aiohttp"),
+    # Not a client: an application logging with loguru gets its lines captured.
+    "loguru": lambda module: importlib.import_module(f"{__package__}.telemetry")
+    .patch_loguru(module),
 }

@@ -15,8 +15,6 @@ import traceback
 from watt.channel import protocol as p
 from watt.channel.endpoint import Channel, Stream
 
-from .mesh_client import PROPAGATE, propagated
-
 
 class WorkerServer:
     def __init__(self, channel: Channel, app_id: str) -> None:
@@ -26,6 +24,9 @@ class WorkerServer:
         self.state: dict | None = None
         self.tasks: set[asyncio.Task] = set()
         self.stopping = False
+        self.observer = None  # observe.Observer: logs, metrics, spans; set by bootstrap
+        # Tracebacks as the user should see them (bootstrap.user_traceback drops our frames).
+        self.format_exception = lambda exc: "".join(traceback.format_exception(exc))
         # Called when the app ends this worker (SystemExit, KeyboardInterrupt):
         # stop taking frames at once, so what is still queued counts as
         # undelivered and goes to another worker.
@@ -58,30 +59,29 @@ class WorkerServer:
                 await asyncio.wait(pending, timeout=1.0)
 
     def _scope(self, encoded: tuple) -> dict:
-        # What this request's own mesh calls must carry along (request id, trace).
-        flat = encoded[8]
-        carried = []
-        for i in range(0, len(flat), 2):
-            if flat[i] in PROPAGATE:
-                carried.append(flat[i])
-                carried.append(flat[i + 1])
-        if carried:
-            propagated.set(tuple(carried))
         scope = p.decode_scope(encoded)
         if self.state is not None:
             scope["state"] = dict(self.state)
         return scope
 
     def _report(self, exc: BaseException) -> None:
-        text = "".join(traceback.format_exception(exc))
-        print(f"[watt] application {self.app_id!r}: unhandled error\n{text}",
-              file=sys.stderr, flush=True)
+        """One error line, with the exception as an ``err`` field (type, message, stack)."""
+        stack = self.format_exception(exc)
+        if self.observer is None:
+            print(f"[watt] application {self.app_id!r}: unhandled error\n{stack}",
+                  file=sys.stderr, flush=True)
+            return
+        self.observer.log.emit("error", f"unhandled error: {type(exc).__name__}: {exc}", {
+            "err": {"type": type(exc).__qualname__, "message": str(exc), "stack": stack}})
 
     # -- HTTP -----------------------------------------------------------------------
     async def _http(self, stream: Stream, frame: tuple) -> None:
         _, sid, _target, encoded, first_body, first_more = frame
         scope = self._scope(encoded)
         state = _HttpState(first_body, first_more)
+        observer = self.observer
+        observed = observer.begin(scope) if observer is not None else None
+        failure: BaseException | None = None
 
         async def receive() -> dict:
             if state.first is not None:
@@ -142,6 +142,7 @@ class WorkerServer:
         try:
             await self.app(scope, receive, send)
         except (Exception, asyncio.CancelledError) as exc:
+            failure = exc
             if state.response_done and not isinstance(exc, asyncio.CancelledError):
                 self._report(exc)  # raised after answering: log it, the caller has its answer
             elif stream.closed_by_peer is None:
@@ -150,7 +151,8 @@ class WorkerServer:
                              f"{type(exc).__name__}: {exc}"))
             if isinstance(exc, asyncio.CancelledError):
                 raise
-        except BaseException:
+        except BaseException as exc:
+            failure = exc
             self.halt()
             raise
         else:
@@ -163,16 +165,22 @@ class WorkerServer:
                 else:
                     stream.send((p.RESPONSE_BODY, sid, b"", False))
         finally:
+            status = _final_status(state, failure, stream)
             state.response_done = True
             # Wake a receive() still waiting for a disconnect, then forget the stream.
             stream.feed((p.CANCEL, sid))
             stream.finish()
+            if observed is not None:
+                observer.end(observed, status, failure)
 
     # -- WebSocket ------------------------------------------------------------------
     async def _websocket(self, stream: Stream, frame: tuple) -> None:
         _, sid, _target, encoded, _body, _more = frame
         scope = self._scope(encoded)
-        ws = {"connected": False, "closed": False}
+        ws = {"connected": False, "closed": False, "accepted": False}
+        observer = self.observer
+        observed = observer.begin(scope) if observer is not None else None
+        failure: BaseException | None = None
 
         async def receive() -> dict:
             if not ws["connected"]:
@@ -198,6 +206,7 @@ class WorkerServer:
                     return
                 raise RuntimeError(f"cannot send {kind!r}: the WebSocket is closed")
             if kind == "websocket.accept":
+                ws["accepted"] = True
                 stream.send((p.WS_ACCEPT, sid, message.get("subprotocol"),
                              p.flatten_headers(message.get("headers", ()))))
             elif kind == "websocket.send":
@@ -220,6 +229,7 @@ class WorkerServer:
         try:
             await self.app(scope, receive, send)
         except Exception as exc:  # noqa: BLE001
+            failure = exc
             if not ws["closed"] and stream.closed_by_peer is None:
                 self._report(exc)
                 stream.send((p.WS_CLOSE, sid, 1011, "internal error"))
@@ -228,6 +238,20 @@ class WorkerServer:
                 stream.send((p.WS_CLOSE, sid, 1000, ""))
         finally:
             stream.finish()
+            if observed is not None:  # 101: switched protocols; 403: refused before accept
+                observer.end(observed, 101 if ws["accepted"] else (500 if failure else 403),
+                             failure)
+
+
+def _final_status(state: _HttpState, failure: BaseException | None, stream: Stream) -> int:
+    """The status a request ended with, for logs, metrics and spans: the app's own
+    once it started a response; 500 for a failure before that; 499 (as nginx
+    says) when the caller went away first."""
+    if state.started:
+        return state.status
+    if stream.closed_by_peer is not None or isinstance(failure, asyncio.CancelledError):
+        return 499
+    return 500
 
 
 class _HttpState:

@@ -1,22 +1,32 @@
-"""What a worker reports about itself to the main side: loop utilization, memory.
+"""What a worker reports about itself to the main side: health and log lines.
 
 :class:`MeteredSelector` counts the time the event loop sleeps in ``select``;
 event-loop utilization (ELU) is the rest.  :func:`report_health` sends a
 HEALTH frame every interval, from the loop itself, so a loop that is blocked
 sends nothing, and that silence is what the main side notices.
+
+Log lines are built here, in the worker, as complete JSON objects (level,
+time, pid, hostname, app, worker, reqId, traceId, msg and extra fields,
+redacted), so the main interpreter only writes them: :class:`LogEmitter`.
+Everything the application prints or logs — ``print``, ``sys.stderr``,
+stdlib ``logging``, ``loguru`` — goes through it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import selectors
+import socket
 import sys
 import threading
 import time
 
 from watt.channel import protocol as p
+
+from .context import current
 
 
 class MeteredSelector(selectors.DefaultSelector):
@@ -61,34 +71,101 @@ async def report_health(channel, selector: MeteredSelector, interval: float,
         channel.send((p.HEALTH, 0, int(elu), _memory_bytes(own_process)))
 
 
-class ChannelWriter:
-    """``sys.stdout``/``sys.stderr`` of a worker: each line becomes a LOG frame.
+#: Level names and their numbers (stdlib logging's, with loguru's trace/success).
+LEVELS = {"trace": 5, "debug": 10, "info": 20, "success": 25, "warning": 30, "warn": 30,
+          "error": 40, "critical": 50, "fatal": 50, "silent": 1000}
+_encode = json.encoder.encode_basestring  # the C escaper json.dumps uses for str
 
-    Lines reach the main side, which writes them once, tagged with the
-    application and worker.  Writes may come from any thread (a WSGI pool);
-    frames are sent from the loop's thread, as the channel requires.
+
+class Redactor:
+    """Censors the values at dotted paths (``req.headers.authorization``; ``*``
+    matches any one key; keys compare case-insensitively) in a line's fields."""
+
+    def __init__(self, paths, censor: str = "[Redacted]") -> None:
+        self.paths = [tuple(part.lower() for part in path.split(".")) for path in paths]
+        self.censor = censor
+        self.roots = {path[0] for path in self.paths}
+
+    def __call__(self, fields: dict) -> dict:
+        """A copy of ``fields`` with every matching value censored (``fields`` is kept)."""
+        if not self.paths or not any(key.lower() in self.roots or "*" in self.roots
+                                     for key in fields):
+            return fields
+        fields = _copy(fields)
+        for path in self.paths:
+            self._apply(fields, path)
+        return fields
+
+    def _apply(self, node, path: tuple) -> None:
+        if not isinstance(node, dict):
+            return
+        head, rest = path[0], path[1:]
+        for key in list(node):
+            if head != "*" and str(key).lower() != head:
+                continue
+            if rest:
+                self._apply(node[key], rest)
+            else:
+                node[key] = self.censor
+
+
+def _copy(value):
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_copy(item) for item in value]
+    return value
+
+
+class LogEmitter:
+    """Builds this worker's log lines and sends them to the main side as LOG frames.
+
+    ``(LOG, 0, level, line)``: ``line`` is a JSON object; the main side writes
+    it as it is (or renders it readably on a terminal).  Lines below the
+    application's level are dropped here, before they cost a frame.  Safe to
+    call from any thread: frames are sent from the loop's thread.
     """
 
-    def __init__(self, channel, loop: asyncio.AbstractEventLoop, level: str, fallback) -> None:
-        self._channel = channel
+    def __init__(self, channel, loop: asyncio.AbstractEventLoop, app_id: str, worker: int,
+                 level: str = "info", redact=(), censor: str = "[Redacted]",
+                 fallback=None) -> None:
+        self._channel = self.channel = channel
         self._loop = loop
-        self._level = level
-        self._fallback = fallback  # the original stream, once the channel is gone
-        self._buffer = ""
         self._thread = threading.get_ident()
-        self.encoding = "utf-8"
-        self.errors = "replace"
+        self.threshold = LEVELS.get(level, 20)
+        self.redact = Redactor(redact, censor)
+        self._fallback = fallback or sys.__stderr__
+        self._static = (f',"pid":{os.getpid()},"hostname":{_encode(socket.gethostname())},'
+                        f'"app":{_encode(app_id)},"worker":{int(worker)}')
 
-    def write(self, text: str) -> int:
-        self._buffer += text
-        if "\n" in self._buffer:
-            *lines, self._buffer = self._buffer.split("\n")
-            for line in lines:
-                self._emit(line)
-        return len(text)
+    def enabled(self, level: str) -> bool:
+        return LEVELS.get(level, 20) >= self.threshold
 
-    def _emit(self, line: str) -> None:
-        frame = (p.LOG, 0, self._level, line)
+    def line(self, level: str, msg: str, fields: dict | None = None) -> str:
+        """The JSON line: fixed fields first, then the request's ids, then extras."""
+        parts = ['{"level":"', level, '","time":', str(time.time_ns() // 1_000_000),
+                 self._static]
+        ctx = current.get()
+        if ctx is not None:
+            if ctx.req_id is not None:
+                parts += [',"reqId":', _encode(ctx.req_id)]
+            if ctx.trace_id is not None:
+                parts += [',"traceId":', _encode(ctx.trace_id), ',"spanId":',
+                          _encode(ctx.span_id or "")]
+        parts += [',"msg":', _encode(msg)]
+        if fields:
+            extra = json.dumps(self.redact(fields), separators=(",", ":"), default=str)
+            if len(extra) > 2:
+                parts += [",", extra[1:-1]]
+        parts.append("}")
+        return "".join(parts)
+
+    def emit(self, level: str, msg: str, fields: dict | None = None) -> None:
+        if LEVELS.get(level, 20) >= self.threshold:
+            self.send(level, self.line(level, msg, fields))
+
+    def send(self, level: str, line: str) -> None:
+        frame = (p.LOG, 0, level, line)
         if self._channel.lost or self._loop.is_closed():
             self._fallback.write(line + "\n")
         elif threading.get_ident() == self._thread:
@@ -99,10 +176,44 @@ class ChannelWriter:
             except RuntimeError:  # the loop closed meanwhile
                 self._fallback.write(line + "\n")
 
+    def access(self, method: str, path: str, status: int, duration_ms: float) -> None:
+        """The access log line of one request (level info)."""
+        if self.threshold > 20:
+            return
+        msg = f"{method} {path} {status}"
+        fields = f',"method":{_encode(method)},"path":{_encode(path)},"status":{status},' \
+                 f'"duration":{duration_ms:.3f}'
+        line = self.line("info", msg)
+        self.send("info", line[:-1] + fields + "}")
+
+
+class ChannelWriter:
+    """``sys.stdout``/``sys.stderr`` of a worker: each line becomes a log line.
+
+    Writes may come from any thread (a WSGI pool); :class:`LogEmitter` sends
+    frames from the loop's thread, as the channel requires.
+    """
+
+    def __init__(self, emitter: LogEmitter, level: str, fallback) -> None:
+        self._emitter = emitter
+        self._level = level
+        self._fallback = fallback  # the original stream
+        self._buffer = ""
+        self.encoding = "utf-8"
+        self.errors = "replace"
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        if "\n" in self._buffer:
+            *lines, self._buffer = self._buffer.split("\n")
+            for line in lines:
+                self._emitter.emit(self._level, line)
+        return len(text)
+
     def flush(self) -> None:
         if self._buffer:
             line, self._buffer = self._buffer, ""
-            self._emit(line)
+            self._emitter.emit(self._level, line)
 
     def isatty(self) -> bool:
         return False
@@ -114,45 +225,94 @@ class ChannelWriter:
         return self._fallback.fileno()
 
 
-class _LogHandler(logging.Handler):
-    """The application's stdlib logging records, as LOG frames with their level."""
+#: LogRecord attributes that are not the application's own ``extra`` fields.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "taskName"}
 
-    def __init__(self, writer_for_level) -> None:
+
+class _LogHandler(logging.Handler):
+    """The application's stdlib logging records, with their level and extra fields."""
+
+    def __init__(self, emitter: LogEmitter) -> None:
         super().__init__()
-        self._writer_for_level = writer_for_level
-        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        self._emitter = emitter
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._writer_for_level(record.levelname, self.format(record))
+            level = record.levelname.lower()
+            if not self._emitter.enabled(level):
+                return
+            msg = record.getMessage()
+            if record.exc_info:
+                msg += "\n" + logging.Formatter().formatException(record.exc_info)
+            fields = {key: value for key, value in vars(record).items()
+                      if key not in _RECORD_FIELDS}
+            fields["logger"] = record.name
+            self._emitter.send(level, self._emitter.line(level, msg, fields))
         except Exception:  # noqa: BLE001 - logging must never raise into the app
             self.handleError(record)
 
 
-def capture_output(channel, loop: asyncio.AbstractEventLoop):
-    """Route this worker's print/stderr and stdlib logging to the main side.
+def loguru_sink(emitter: LogEmitter):
+    """A loguru sink for an application that logs with loguru: its records, with
+    their level and ``bind``/``extra`` fields, become this worker's log lines."""
+
+    def sink(message) -> None:
+        record = message.record
+        level = record["level"].name.lower()
+        if not emitter.enabled(level):
+            return
+        msg = record["message"]
+        if record["exception"] is not None:
+            import traceback
+
+            exc = record["exception"]
+            msg += "\n" + "".join(traceback.format_exception(exc.type, exc.value,
+                                                               exc.traceback))
+        fields = dict(record["extra"])
+        fields["logger"] = record["name"]
+        emitter.send(level, emitter.line(level, msg, fields))
+
+    return sink
+
+
+def patch_loguru(module) -> None:
+    """Called when the application imports loguru: its default stderr handler
+    (id 0) becomes a sink into this worker's log lines."""
+    if _emitter is None:
+        return
+    try:
+        module.logger.remove(0)
+    except ValueError:
+        return  # the application already configured its own handlers
+    module.logger.add(loguru_sink(_emitter), level=0, format="{message}", catch=True)
+
+
+_emitter: LogEmitter | None = None
+
+
+def capture_output(emitter: LogEmitter):
+    """Route this worker's print/stderr, stdlib logging and loguru to the main side.
 
     Returns a function that restores the original streams."""
+    global _emitter
+    _emitter = emitter
     original = (sys.stdout, sys.stderr)
-    sys.stdout = ChannelWriter(channel, loop, "INFO", original[0])
-    sys.stderr = ChannelWriter(channel, loop, "WARNING", original[1])
-
-    writers: dict[str, ChannelWriter] = {}
-
-    def send_record(level: str, text: str) -> None:
-        writer = writers.get(level)
-        if writer is None:
-            writer = writers[level] = ChannelWriter(channel, loop, level, original[1])
-        writer.write(text + "\n")
-
-    handler = _LogHandler(send_record)
-    logging.getLogger().addHandler(handler)
+    sys.stdout = ChannelWriter(emitter, "info", original[0])
+    sys.stderr = ChannelWriter(emitter, "warning", original[1])
+    handler = _LogHandler(emitter)
+    root = logging.getLogger()
+    root.addHandler(handler)  # the app's own logger levels still decide what reaches it
+    if "loguru" in sys.modules:
+        patch_loguru(sys.modules["loguru"])
 
     def restore() -> None:
+        global _emitter
         for stream in (sys.stdout, sys.stderr):
             if isinstance(stream, ChannelWriter):
                 stream.flush()
         sys.stdout, sys.stderr = original
-        logging.getLogger().removeHandler(handler)
+        root.removeHandler(handler)
+        _emitter = None
 
     return restore

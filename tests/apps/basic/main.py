@@ -9,6 +9,7 @@ import sys
 NAME = os.environ.get("APP_NAME", "basic")
 _disconnects: asyncio.Queue | None = None
 _socket_events: list[str] = []
+_counter = None  # /count's prometheus_client Counter, made on first use
 _in_flight = 0
 _leaked: list[bytes] = []
 
@@ -154,6 +155,36 @@ async def app(scope, receive, send):
         logging.getLogger("basic").error("logging from %s", NAME)
         await asyncio.to_thread(print, f"thread print from {NAME}")
         return await _json(send, {"said": True})
+    if path == "/log-headers":  # structured logging of the request's headers
+        import logging
+
+        from loguru import logger
+
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        logging.getLogger("basic").warning("stdlib saw headers",
+                                           extra={"req": {"headers": headers}})
+        logger.bind(req={"headers": headers}, user="ada").warning("loguru saw headers")
+        return await _json(send, {"logged": True})
+    if path == "/levels":  # one line per level, through stdlib logging and loguru
+        import logging
+
+        from loguru import logger
+
+        log = logging.getLogger("levels")
+        log.setLevel(logging.DEBUG)
+        for level in ("debug", "info", "warning", "error"):
+            getattr(log, level)(f"stdlib {level}")
+            getattr(logger, level)(f"loguru {level}")
+        return await _json(send, {"logged": True})
+    if path == "/count":  # the application's own prometheus_client metric
+        import prometheus_client
+
+        global _counter
+        if _counter is None:
+            _counter = prometheus_client.Counter("app_hits", "Hits counted by the app.",
+                                                 ["route"])
+        _counter.labels(route="/count").inc()
+        return await _json(send, {"counted": True})
     if path == "/leak":
         _leaked.append(b"L" * (int(q["mb"]) * 1024 * 1024))  # resident, kept forever
         return await _json(send, {"leaked_mb": sum(len(b) for b in _leaked) >> 20})
