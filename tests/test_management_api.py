@@ -339,6 +339,15 @@ def test_a_route_can_answer_text_and_stream_over_the_real_socket():
             yield f"line {i}\n".encode()
             await asyncio.sleep(0)
 
+    closed = []
+
+    async def broken():
+        try:
+            yield b"part\n"
+            raise RuntimeError("the source failed")
+        finally:
+            closed.append(True)
+
     table = []
     saved = list(ROUTES)
     try:
@@ -348,6 +357,8 @@ def test_a_route_can_answer_text_and_stream_over_the_real_socket():
                                        media_type="text/plain; version=0.0.4"))
         route("GET", "/stream", summary="stream", responses={})(
             lambda api, request: Reply(stream=chunks(), media_type="application/x-ndjson"))
+        route("GET", "/broken", summary="broken", responses={})(
+            lambda api, request: Reply(stream=broken(), media_type="text/plain"))
         table = list(ROUTES)
     finally:
         ROUTES[:] = saved
@@ -364,6 +375,8 @@ def test_a_route_can_answer_text_and_stream_over_the_real_socket():
                     lines = [line async for line in streamed.aiter_lines()]
                     encoding = streamed.headers.get("transfer-encoding")
                 missing = await client.get("/api/v1/applications")
+                cut = await client.get("/api/v1/broken")  # ends its body, keeps the server
+                assert cut.status_code == 200 and cut.text == "part\n" and closed
             raw = await asyncio.to_thread(request, server.path, "GET", "/api/v1/text?n=7")
             return text, lines, encoding, missing, raw
         finally:

@@ -222,8 +222,17 @@ class ManagementApp:
         if reply.stream is not None:
             await send({"type": "http.response.start", "status": reply.status,
                         "headers": headers})
-            async for chunk in reply.stream:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            try:
+                async for chunk in reply.stream:
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": True})
+            except ConnectionError:
+                raise  # the client went away: nothing more to send
+            except Exception as exc:  # the status is sent: log it and end the body
+                logger.opt(exception=exc).error("management API: a streamed answer failed")
+            finally:
+                if (close := getattr(reply.stream, "aclose", None)) is not None:
+                    await close()  # the generator's own finally blocks run now
             await send({"type": "http.response.body", "body": b""})
             return
         data = reply.body if reply.body is not None else json.dumps(reply.payload).encode()

@@ -136,7 +136,9 @@ class ManagementServer:
                 writer.write(conn.send(h11.Data(data=message.get("body", b""))))
                 if not message.get("more_body"):
                     writer.write(conn.send(h11.EndOfMessage()))
-                    await writer.drain()  # flushed before the app acts on it (stop)
+                # Flushed before the app acts on it (stop); a streamed answer waits
+                # for a slow reader and learns here that it went away.
+                await writer.drain()
 
         await self.app(scope, receive, send)
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
