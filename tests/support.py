@@ -23,11 +23,13 @@ def app_config(app_id: str, folder: str = "basic", **extra) -> dict:
 
 
 class WattProcess:
-    """``watt start`` in a child process; waits for the URL it prints."""
+    """``watt start`` (or ``command``: ``dev``) in a child process; waits for the URL
+    it prints."""
 
-    def __init__(self, *args: str, cwd: Path = ROOT, env: dict | None = None) -> None:
+    def __init__(self, *args: str, cwd: Path = ROOT, env: dict | None = None,
+                 command: str = "start") -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watt.cli", "start", *args], cwd=cwd,
+            [sys.executable, "-m", "watt.cli", command, *args], cwd=cwd,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=dict(os.environ, **(env or {})))
         self.stdout: list[str] = []

@@ -58,8 +58,9 @@ def runtime(tmp_path_factory, xdg):
     proc = WattProcess("-c", str(config), env=dict(PROCESS_ENV, XDG_RUNTIME_DIR=str(xdg)))
     try:
         url = proc.wait_url()
-        # The table follows the URL line: wait until its last row (the entrypoint's).
-        wait_for(lambda: any(line.startswith("web ") for line in proc.stdout))
+        # The table follows the URL line: wait until its last row is there.
+        wait_for(lambda: sum(1 for line in proc.stdout if ".plt.local" in line) >= 1
+                 and len(proc.stdout) >= 4)
     except BaseException:
         proc.kill()
         raise

@@ -15,6 +15,7 @@ import click
 
 from . import __version__
 from .errors import WattError
+from .scaffold import KINDS as _CREATE_KINDS
 
 EXIT_CONFIG = 2
 EXIT_START = 1
@@ -58,6 +59,42 @@ def start(config_path: str | None, hostname: str | None, port: int | None,
     try:
         run(config_path or _default_config(), hostname=hostname, port=port,
             log_level=log_level, start_timeout=start_timeout, workers=workers)
+    except WattError as exc:
+        click.echo(f"error: {exc}", err=True)
+        _exit(EXIT_CONFIG if exc.code.startswith("WATT_CONFIG") else EXIT_START)
+    except KeyboardInterrupt:
+        pass
+    _exit(0)
+
+
+@main.command()
+@click.option("-c", "--config", "config_path", default=None, metavar="FILE",
+              help="watt.json or watt.toml (default: the one in the current folder).")
+@click.option("--hostname", "--host", default=None, help="Override server.hostname.")
+@click.option("-p", "--port", type=int, default=None,
+              help="Override server.port (0 picks a free port).")
+@click.option("-w", "--workers", type=click.IntRange(min=1), default=None,
+              help="Workers for every application (overrides the config).")
+@click.option("--start-timeout", type=float, default=60.0, show_default=True, metavar="SECONDS",
+              help="How long a worker may take to import its app and finish lifespan start-up.")
+@click.option("--log-level", default=None,
+              type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"],
+                                case_sensitive=False),
+              help="Override logger.level (default: the config's, else INFO).")
+def dev(config_path: str | None, hostname: str | None, port: int | None,
+        workers: int | None, start_timeout: float, log_level: str | None) -> None:
+    """Start the runtime and restart an application when a file in its folder changes.
+
+    Only the changed application restarts (its new workers are ready before
+    the old ones stop); the others keep serving.  When the new code fails to
+    import or start, its traceback is shown and the old workers keep serving
+    until a later change fixes it.  Exit codes as for `watt start`.
+    """
+    from .dev import run_dev
+
+    try:
+        run_dev(config_path or _default_config(), hostname=hostname, port=port,
+                log_level=log_level, start_timeout=start_timeout, workers=workers)
     except WattError as exc:
         click.echo(f"error: {exc}", err=True)
         _exit(EXIT_CONFIG if exc.code.startswith("WATT_CONFIG") else EXIT_START)
@@ -122,6 +159,48 @@ def config_command(config_path: str | None, resolved: bool, schema: bool) -> Non
         sys.exit(EXIT_CONFIG)
     data = loaded if resolved else loaded.config
     click.echo(json.dumps(msgspec.to_builtins(data), indent=2))
+
+
+@main.command()
+@click.argument("directory", default=".", metavar="[DIR]")
+@click.option("--kind", type=click.Choice(list(_CREATE_KINDS)), default="starlette",
+              show_default=True, help="Framework of the generated applications.")
+@click.option("--add", "add", default=None, metavar="APP",
+              help="Add application APP (folder DIR/APP) to the project in DIR instead.")
+@click.option("--force", is_flag=True,
+              help="Write into a folder that is not empty (only the generated files change).")
+def create(directory: str, kind: str, add: str | None, force: bool) -> None:
+    """Scaffold a project in DIR (default: the current folder), or add an application.
+
+    The project: watt.json with an entrypoint `web` whose / calls the service
+    `api` over the mesh (http://api.plt.local), a pytest test using the
+    watt_runtime fixture, a README and requirements.txt; `watt start` runs it.
+    Exit codes: 0; 1 refused (DIR not empty, APP already exists, no watt.json);
+    2 bad usage.
+    """
+    from .scaffold import add_application, create_project
+
+    try:
+        if add is not None:
+            written = add_application(directory, add, kind=kind, force=force)
+        else:
+            written = create_project(directory, kind=kind, force=force)
+    except WattError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG if exc.code.startswith("WATT_CONFIG") else 1)
+    root = Path(directory)
+    for path in written:
+        click.echo(f"  wrote {path.relative_to(root) if path.is_relative_to(root) else path}")
+    if add is not None:
+        click.echo(f"added {add} ({kind}): reach it at http://{add}.plt.local")
+        return
+    click.echo(f"created a {kind} project in {root.resolve()}. Next:")
+    steps = [] if directory == "." else [f"cd {directory}"]
+    if _CREATE_KINDS[kind].requirement:
+        steps.append("pip install -r requirements.txt")
+    steps += ["watt start      # or: watt dev, to reload on changes", "pytest"]
+    for step in steps:
+        click.echo(f"  {step}")
 
 
 # -- commands that talk to a running runtime (watt/management.py) -------------------------
