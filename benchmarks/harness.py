@@ -49,6 +49,9 @@ LOAD_SLACK_S = 30.0
 OUTPUT_LINES_KEPT = 200
 
 LOCAL_URL = re.compile(r"http://127\.0\.0\.1:(\d+)")
+#: Watt prints its entrypoint URL on this line (log lines before it name other URLs,
+#: such as the /metrics server's).
+WATT_URL = re.compile(r"(?<=running at )http://127\.0\.0\.1:(\d+)")
 
 
 class ServerError(Exception):

@@ -33,6 +33,7 @@ import cpu
 import entrypoint
 import memory
 import mesh
+import observability
 import realistic
 import startup
 from harness import BENCH_DIR, REPO_ROOT, machine_summary, wrk_version
@@ -48,6 +49,7 @@ SCENARIOS: dict[str, tuple[Callable[[Settings], Scenario], str]] = {
     "memory": (memory.scenario, "RSS with 1, 2, 4 subinterpreter vs process workers"),
     "startup": (startup.scenario, "watt start to first 200, 1 and 3 applications"),
     "realistic": (realistic.scenario, "Django and Flask through Watt vs Gunicorn sync workers"),
+    "observability": (observability.scenario, "access log + tracing + /metrics on vs off"),
 }
 
 H2LOAD_NOTE = (

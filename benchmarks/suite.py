@@ -21,8 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness import (
+    LOCAL_URL,
     READY_TIMEOUT_S,
     REPO_ROOT,
+    WATT_URL,
     LoadError,
     LoadSettings,
     ServerError,
@@ -124,7 +126,8 @@ def start_ready(spec: ServerSpec, path: str = "/") -> tuple[ServerProcess, str]:
     On failure the server is stopped and its output printed before the raise.
     """
     log(spec.name, f"starting: {shlex.join(spec.argv)}")
-    server = ServerProcess(spec.name, spec.argv, spec.cwd, env=spec.env)
+    server = ServerProcess(spec.name, spec.argv, spec.cwd, env=spec.env,
+                           url_pattern=LOCAL_URL if spec.url is not None else WATT_URL)
     began = time.monotonic()
     try:
         server.start()
@@ -175,8 +178,11 @@ def measure(spec: ServerSpec, settings: LoadSettings, path: str = "/", label: st
 
 
 def watt_spec(name: str, config: Path, *extra: str) -> ServerSpec:
-    """``watt start -c CONFIG --port 0`` from the repository root (this tree's watt)."""
-    argv = [PY, "-m", "watt.cli", "start", "-c", str(config), "--port", "0", *extra]
+    """``watt start -c CONFIG --port 0`` from the repository root (this tree's watt),
+    logging warnings and up like the baselines' ``--log-level warning`` (so no access
+    lines: ``benchmarks/observability.py`` measures what they cost)."""
+    argv = [PY, "-m", "watt.cli", "start", "-c", str(config), "--port", "0",
+            "--log-level", "warning", *extra]
     return ServerSpec(name, argv, REPO_ROOT)
 
 
