@@ -6,6 +6,7 @@ and the tests wait for the new answer (bounded polls, never a bare sleep).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import threading
@@ -14,7 +15,7 @@ from pathlib import Path
 import httpx
 from support import WattProcess, wait_for
 
-from watt.dev import is_ignored, owners, watch_roots
+from watt.dev import Reloader, is_ignored, owners, watch_roots
 
 FRONT = '''\
 import asyncio
@@ -164,6 +165,27 @@ def test_a_broken_change_keeps_the_old_code_serving_until_fixed(tmp_path):
         assert [text(url + "/alpha") for _ in range(4)] == ["alpha v3, fixed"] * 4
     finally:
         proc.kill()
+
+
+def test_changes_during_a_restart_make_one_more_restart_not_one_each(tmp_path, watt_runtime):
+    rt = watt_runtime(make_project(tmp_path))
+    changed = str(tmp_path / "alpha" / "main.py")
+
+    async def burst() -> int:
+        reloader = Reloader(rt.runtime)
+        reloader.handle({changed, str(tmp_path / "elsewhere.py")})
+        restart = reloader._running["alpha"]
+        await asyncio.sleep(0)  # one step: the restart has begun and waits for a new worker
+        for _ in range(2):  # arrive while it runs: one more restart, not two
+            reloader.handle({changed})
+        assert set(reloader._running) == {"alpha"}
+        await restart
+        return reloader.reloads
+
+    assert rt._call(burst()) == 2
+    [alpha] = [a for a in rt.applications() if a["id"] == "alpha"]
+    [front] = [a for a in rt.applications() if a["id"] == "front"]
+    assert (alpha["restarts"], front["restarts"]) == (2, 0)
 
 
 # -- the pure parts ---------------------------------------------------------------------------

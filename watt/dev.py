@@ -156,7 +156,7 @@ class Reloader:
     async def _restart(self, app_id: str) -> None:
         log = logger.bind(app=app_id)
         try:
-            while True:
+            while self.runtime.state == "running":  # not once it is shutting down
                 self._again.discard(app_id)
                 began = time.monotonic()
                 try:
