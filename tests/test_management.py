@@ -111,9 +111,11 @@ def test_applications_shows_both_apps_and_their_workers(runtime, xdg):
     out = watt("applications", xdg=xdg)  # the only runtime: no PID needed
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].split() == ["APP", "KIND", "ISOLATION", "STATUS", "RESTARTS", "WORKERS"]
+    assert lines[0].split() == ["APP", "KIND", "ISOLATION", "STATUS", "HEALTH", "RESTARTS",
+                                "WORKERS"]
     web = next(line for line in lines if line.startswith("web "))
-    assert web.split()[3] == "ready" and web.count("ready") == 3 and "subinterpreter" in web
+    assert web.split()[3:5] == ["ready", "healthy"] and web.count("ready") == 3
+    assert "subinterpreter" in web
 
 
 def test_inject_returns_the_application_answer(runtime, xdg):

@@ -125,6 +125,7 @@ def test_applications_and_one_application(runtime, api):
     web = api.get("/applications/web").json()
     assert web == apps["web"] | {"workers": web["workers"]}  # the same object
     assert web["entrypoint"] is True and web["url"] == runtime.url and web["status"] == "ready"
+    assert web["healthy"] is True and apps["proc"]["healthy"] is True
     assert web["isolation"] == "subinterpreter" and len(web["workers"]) == 2
     assert web["startDuration"] > 0 and web["path"].endswith("tests/apps/basic")
     proc = apps["proc"]

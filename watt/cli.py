@@ -329,8 +329,9 @@ def applications(pid: int | None, as_json: bool) -> None:
     """Show the applications of a runtime and their workers.
 
     PID defaults to the only running runtime.  Columns: APP, KIND, ISOLATION,
-    STATUS (ready, degraded: some workers ready, unavailable: none), RESTARTS
-    (rolling restarts and restarted workers), WORKERS (index, status, and the
+    STATUS (ready, degraded: some workers ready, unavailable: none), HEALTH
+    (healthy when every worker passes its health checks), RESTARTS (rolling
+    restarts and restarted workers), WORKERS (index, status, and the
     interpreter id or process id).  Exit codes: 0; 1 the runtime
     answered with an error; 3 no runtime (or several and no PID).
     """
@@ -344,9 +345,11 @@ def applications(pid: int | None, as_json: bool) -> None:
             f"interpreter {w.get('interpreter')}"
         return f"#{w['worker']} {w['status']} ({where})"
 
-    rows = [[a["id"], a["kind"], a["isolation"], a["status"], str(a["restarts"]),
+    rows = [[a["id"], a["kind"], a["isolation"], a["status"],
+             "healthy" if a["healthy"] else "unhealthy", str(a["restarts"]),
              ", ".join(worker(w) for w in a["workers"])] for a in apps]
-    click.echo(_table(["APP", "KIND", "ISOLATION", "STATUS", "RESTARTS", "WORKERS"], rows))
+    click.echo(_table(["APP", "KIND", "ISOLATION", "STATUS", "HEALTH", "RESTARTS", "WORKERS"],
+                      rows))
 
 
 @main.command()

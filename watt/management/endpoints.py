@@ -37,9 +37,13 @@ def application_object(api: ManagementApp, pool) -> dict:
     runtime = api.runtime
     entry = runtime.config is not None and runtime.config.entrypoint == pool.id
     info = pool.info()
+    now = time.monotonic()
+    workers = list(pool.workers)
     info.update(entrypoint=entry, path=pool.app.path,
                 url=runtime.url if entry else f"http://{pool.id}.plt.local",
-                status=app_status(pool.workers),
+                status=app_status(workers),
+                healthy=bool(workers) and all(worker_health(pool, w, now)["healthy"]
+                                              for w in workers),
                 startDuration=getattr(pool, "start_duration", None))
     return info
 

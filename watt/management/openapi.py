@@ -72,7 +72,7 @@ SCHEMAS: dict[str, dict] = {
     "Application": {
         "type": "object",
         "required": ["id", "kind", "isolation", "entrypoint", "path", "url", "status",
-                     "restarts", "startDuration", "workers"],
+                     "healthy", "restarts", "startDuration", "workers"],
         "properties": {
             "id": {"type": "string"},
             "kind": {"type": "string", "description": "The capability running it."},
@@ -82,6 +82,8 @@ SCHEMAS: dict[str, dict] = {
             "url": {**_NULLABLE_STRING, "description": "The entrypoint URL for the entrypoint, "
                                                        "http://<id>.plt.local for the others."},
             "status": _APP_STATUS,
+            "healthy": {"type": "boolean", "description": "Every worker is ready and healthy "
+                                                         "(see /applications/{id}/health)."},
             "restarts": {"type": "integer", "minimum": 0},
             "startDuration": {**_NULLABLE_NUMBER,
                               "description": "Seconds its workers took to start."},
