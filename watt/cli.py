@@ -44,9 +44,10 @@ def main() -> None:
               help="Workers for every application (overrides the config).")
 @click.option("--start-timeout", type=float, default=60.0, show_default=True, metavar="SECONDS",
               help="How long a worker may take to import its app and finish lifespan start-up.")
-@click.option("--log-level", default="INFO", show_default=True,
+@click.option("--log-level", default=None,
               type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"],
-                                case_sensitive=False))
+                                case_sensitive=False),
+              help="Override logger.level (default: the config's, else INFO).")
 def start(config_path: str | None, hostname: str | None, port: int | None,
           workers: int | None, start_timeout: float, log_level: str) -> None:
     """Start the runtime in production mode and print the entrypoint URL.
@@ -491,6 +492,60 @@ def env_command(args: tuple[str, ...], as_json: bool) -> None:
         return
     for name, value in answer["env"].items():
         click.echo(f"{name}={value}")
+
+
+@main.command()
+@click.argument("args", nargs=-1, metavar="[PID] [APP]", shell_complete=_complete_app)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
+@click.option("-n", "--lines", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Recent lines to print first.")
+@click.option("--level", type=click.Choice(["trace", "debug", "info", "warning", "error",
+                                            "critical"], case_sensitive=False),
+              default=None, help="Only lines at this level or above.")
+@click.option("--raw", is_flag=True,
+              help="The JSON lines as written (the default when stdout is not a terminal).")
+@_talks_to_runtime
+def logs(args: tuple[str, ...], follow: bool, lines: int, level: str | None,
+         raw: bool) -> None:
+    """Print a running runtime's log lines (of one application, or all), and follow them.
+
+    APP may also be `watt`, the runtime's own messages.  Exit codes: 0, or 1
+    when the runtime or the application is unknown.
+    """
+    from urllib.parse import urlencode
+
+    from .management import PREFIX, stream_lines
+    from .observability.logging import render
+
+    pid, rest = _pid_and_app(args)
+    target = _target(pid)
+    query = {"lines": lines, "follow": "true" if follow else "false"}
+    if rest:
+        query["app"] = rest[0]
+    if level:
+        query["level"] = level.lower()
+    readable = not raw and sys.stdout.isatty()
+    try:
+        for line in stream_lines(target["socket"], f"{PREFIX}/logs?{urlencode(query)}",
+                                 timeout=None if follow else 30.0):
+            if line:
+                click.echo(render(line, colour=True) if readable else line)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@pid_argument
+@click.option("--format", "fmt", type=click.Choice(["prometheus", "json"]),
+              default="prometheus", show_default=True)
+@_talks_to_runtime
+def metrics(pid: int | None, fmt: str) -> None:
+    """Print every worker's metrics, as the runtime's /metrics serves them."""
+    data = _api(_target(pid), "GET", f"/metrics?format={fmt}")
+    if fmt == "json":
+        _json_out(data)
+    else:
+        click.echo(data, nl=False)
 
 
 @main.command()

@@ -15,6 +15,7 @@ runtime serves its own OpenAPI document at ``GET /api/v1/openapi.json``.
 from __future__ import annotations
 
 from . import endpoints as _endpoints  # noqa: F401 - registers the routes
+from . import observe as _observe  # noqa: F401 - /metrics and /logs
 from .api import PREFIX, ROUTES, ManagementApp, Reply, Request, route
 from .client import (
     ManagementUnreachable,
@@ -22,6 +23,7 @@ from .client import (
     find_runtime,
     list_runtimes,
     request,
+    stream_lines,
     wait_gone,
 )
 from .server import ManagementServer
@@ -29,4 +31,5 @@ from .sockets import check_private_dir, ensure_private_dir, socket_dir
 
 __all__ = ["PREFIX", "ROUTES", "ManagementApp", "ManagementServer", "ManagementUnreachable",
            "Reply", "Request", "call", "check_private_dir", "ensure_private_dir",
-           "find_runtime", "list_runtimes", "request", "route", "socket_dir", "wait_gone"]
+           "find_runtime", "list_runtimes", "request", "route", "socket_dir", "stream_lines",
+           "wait_gone"]

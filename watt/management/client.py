@@ -14,6 +14,7 @@ import os
 import select
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,42 @@ def request(socket_path: str | os.PathLike, method: str, path: str, payload: Any
     except ValueError as exc:
         raise ManagementUnreachable(f"the runtime on {socket_path} sent no JSON ({status}): "
                                     f"{data[:200]!r}") from exc
+
+
+def stream_lines(socket_path: str | os.PathLike, path: str, *,
+                 timeout: float | None = 30.0) -> Iterator[str]:
+    """``GET path`` and yield the answer's lines as they arrive (a streamed body);
+    an error answer is raised as a WattError, as :func:`call` does."""
+    conn = _UnixConnection(os.fspath(socket_path), timeout)
+    try:
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+        except (ConnectionRefusedError, FileNotFoundError) as exc:
+            raise ManagementUnreachable(f"nobody listens on {socket_path} ({exc.strerror})",
+                                        refused=True) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise ManagementUnreachable(f"the runtime on {socket_path} did not answer: "
+                                        f"{exc or type(exc).__name__}") from exc
+        if response.status >= 400:
+            data = response.read()
+            try:
+                error = json.loads(data)
+            except ValueError:
+                error = {}
+            raise WattError(error.get("message", f"the runtime answered {response.status}"),
+                            code=error.get("code", "WATT_MANAGEMENT_UNREACHABLE"))
+        while True:
+            try:
+                line = response.readline()
+            except (OSError, http.client.HTTPException) as exc:
+                raise ManagementUnreachable(f"the runtime on {socket_path} stopped answering: "
+                                            f"{exc or type(exc).__name__}") from exc
+            if not line:
+                return
+            yield line.decode("utf-8", "replace").rstrip("\n")
+    finally:
+        conn.close()
 
 
 def call(socket_path: str | os.PathLike, method: str, path: str, payload: Any = None, *,
