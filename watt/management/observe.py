@@ -22,6 +22,23 @@ from .openapi import json_response
 
 HEARTBEAT = 5.0  # seconds between two keep-alive newlines of a followed stream
 _TRUE = ("1", "true", "yes")
+_FALSE = ("0", "false", "no")
+
+
+def _known(request: Request, *names: str) -> None:
+    """Refuse a query parameter the endpoint does not take (a typo would go unseen)."""
+    unknown = sorted(set(request.query) - set(names))
+    if unknown:
+        raise bad_request(f"unknown query parameter(s) {', '.join(map(repr, unknown))}; "
+                          f"this endpoint takes {', '.join(names)}")
+
+
+def _arg(request: Request, name: str, default: str | None = None) -> str | None:
+    """Query parameter ``name``, given at most once (a repeated one is ambiguous)."""
+    values = request.query.get(name) or []
+    if len(values) > 1:
+        raise bad_request(f"{name} is given {len(values)} times; give it once")
+    return values[0] if values else default
 
 
 def _param(name: str, schema: dict, description: str) -> dict:
@@ -41,7 +58,8 @@ def _param(name: str, schema: dict, description: str) -> dict:
            400: json_response("An unknown format.", "Error")},
        tags=["observability"])
 async def metrics(api: ManagementApp, request: Request):
-    fmt = request.arg("format", "prometheus")
+    _known(request, "format")
+    fmt = _arg(request, "format", "prometheus")
     if fmt not in ("prometheus", "json"):
         raise bad_request(f"format must be prometheus or json, not {fmt!r}")
     text = await api.runtime.metrics.exposition()
@@ -68,17 +86,21 @@ async def metrics(api: ManagementApp, request: Request):
                                      "(`WATT_MANAGEMENT_UNKNOWN_APP`).", "Error")},
        tags=["observability"])
 def logs(api: ManagementApp, request: Request) -> Reply:
-    app = request.arg("app")
-    level = request.arg("level")
+    _known(request, "app", "level", "lines", "follow")
+    app = _arg(request, "app")
+    level = _arg(request, "level")
     if level is not None and level not in LEVELS:
         raise bad_request(f"level must be one of {', '.join(sorted(LEVELS))}")
     try:
-        count = int(request.arg("lines", "100"))
+        count = int(_arg(request, "lines", "100"))
     except ValueError:
         raise bad_request("lines must be an integer") from None
     if count < 0:
         raise bad_request("lines must be >= 0")
-    follow = (request.arg("follow") or "").lower() in _TRUE
+    follow_arg = (_arg(request, "follow") or "false").lower()
+    if follow_arg not in _TRUE + _FALSE:
+        raise bad_request("follow must be true or false")
+    follow = follow_arg in _TRUE
     if app is not None and app != "watt":
         api.pool(app)  # 404 for an application the runtime does not have
     keep = _filter(app, LEVELS[level] if level else 0)

@@ -175,6 +175,10 @@ SCHEMAS: dict[str, dict] = {
             "base64": {"type": "boolean", "default": False,
                        "description": "`body` is base64 (binary content)."},
         },
+        # With base64: true, the body must be valid (padded) base64.
+        "if": {"required": ["base64"], "properties": {"base64": {"const": True}}},
+        "then": {"properties": {"body": {
+            "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"}}},
     },
     "InjectResponse": {
         "type": "object", "required": ["status", "headers", "body", "base64"],
