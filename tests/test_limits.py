@@ -15,7 +15,7 @@ LIMITS = {"maxBodySize": 1024 * 1024, "requestTimeout": 500, "maxConcurrency": 2
           "headerTimeout": 1000, "maxHeaderSize": 8192}
 
 
-@pytest.fixture(scope="module", params=["granian", "hypercorn"])
+@pytest.fixture(scope="module", params=["watt", "granian", "hypercorn"])
 def rt(request):
     config = {"limits": LIMITS, "applications": [app_config("a")]}
     with RuntimeHandle(config, engine=request.param) as handle:
@@ -44,7 +44,7 @@ def test_an_app_too_slow_to_answer_gets_504(rt):
     assert response.json()["code"] == "WATT_REQUEST_TIMEOUT"
 
 
-@pytest.mark.parametrize("engine", ["granian", "hypercorn"])
+@pytest.mark.parametrize("engine", ["watt", "granian", "hypercorn"])
 def test_requests_over_max_concurrency_get_503_with_retry_after(watt_runtime, engine):
     rt = watt_runtime({"limits": {"maxConcurrency": 2}, "applications": [app_config("a")]},
                       engine=engine)

@@ -76,7 +76,7 @@ def test_with_two_workers_only_the_dead_one_is_replaced(watt_runtime):
     assert len(now) == 2 and len(now & pids) == 1
 
 
-@pytest.mark.parametrize("engine", ["granian", "hypercorn"])
+@pytest.mark.parametrize("engine", ["watt", "granian", "hypercorn"])
 def test_sigterm_lets_in_flight_requests_finish_then_exits_0(tmp_path, engine):
     import concurrent.futures
     import json

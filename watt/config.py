@@ -49,7 +49,7 @@ class ServerConfig(_Section):
     hostname: Annotated[str, _doc("Address to bind.")] = "127.0.0.1"
     port: Annotated[int, _doc("TCP port; 0 picks any free port.", ge=0, le=65535)] = 3042
     engine: Annotated[
-        Literal["auto", "granian", "hypercorn"],
+        Literal["auto", "watt", "granian", "hypercorn"],
         _doc("HTTP engine of the entrypoint server; `auto` lets Watt choose."),
     ] = "auto"
 

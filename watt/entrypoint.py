@@ -365,7 +365,10 @@ async def _ws_worker_to_client(stream: Stream, send) -> dict | None:
 def bind_socket(host: str, port: int) -> socket.socket:
     """Bind and listen now, so the URL is valid before the engine accepts."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto given explicitly: asyncio sets TCP_NODELAY only on sockets whose proto
+    # says TCP, and without it a response written in two parts waits for the
+    # client's delayed ACK (40 ms) on a kept-alive connection.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
@@ -499,9 +502,22 @@ class GranianEngine:
 
 
 def create_engine(name: str, app, host: str, port: int, graceful_timeout: float):
-    """``auto`` = granian when it loads, hypercorn otherwise."""
+    """``auto`` = Watt's own HTTP/1.1 engine (httptools), else granian, else hypercorn.
+
+    Measured with benchmarks/run.py (entrypoint scenario): the ``watt`` engine
+    spends about half the main-loop time per request that granian's embed
+    does, because no thread hand-off and no ASGI messages stand between the
+    socket and the channel; granian remains the engine for HTTP/2."""
+    from .http1 import H1Engine
+
     if name == "auto":
-        name = "granian" if GranianEngine.available() else "hypercorn"
+        name = ("watt" if H1Engine.available() else
+                "granian" if GranianEngine.available() else "hypercorn")
+    if name == "watt":
+        if not H1Engine.available():
+            raise WattError("server.engine is 'watt' but httptools or wsproto is not "
+                            "installed", code="WATT_ENGINE_UNAVAILABLE")
+        return H1Engine(app, host, port, graceful_timeout)
     if name == "granian":
         if not GranianEngine.available():
             raise WattError("server.engine is 'granian' but granian is not installed: "
