@@ -148,6 +148,7 @@ class H1Protocol(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._ws = None
+        self._has_body = False
         self._upgrading: _Exchange | None = None
 
     # -- connection --------------------------------------------------------------------
@@ -245,6 +246,7 @@ class H1Protocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._has_body = False
         self.head_bytes = 0
         if self.head_started is None:
             self.head_started = time.monotonic()
@@ -255,7 +257,12 @@ class H1Protocol(asyncio.Protocol):
         self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        name = name.lower()
+        self._headers.append((name, value))
+        if name == b"content-length":
+            self._has_body = value.strip() not in (b"0", b"")
+        elif name == b"transfer-encoding":
+            self._has_body = True
         self._count_head(len(name) + len(value) + 4)
 
     def _count_head(self, n: int) -> None:
@@ -281,9 +288,7 @@ class H1Protocol(asyncio.Protocol):
         if parser.should_upgrade():
             self._upgrading = exchange
             return  # the upgrade exception follows: handled in data_received
-        if not any(name == b"transfer-encoding" or (name == b"content-length" and
-                                                     value.strip() not in (b"0", b""))
-                   for name, value in self._headers):
+        if not self._has_body:
             exchange.more = False  # no body: the request is whole already
         if self.current is None:
             self.current = exchange

@@ -237,10 +237,10 @@ def _control(runtime: Runtime):
     def on_control(worker: WorkerHandle, frame: tuple) -> None:
         kind = frame[0]
         if kind == LOG:
-            logs.write(frame[2], frame[3])
+            logs.write_many(frame[2], frame[3])
         elif kind == SPANS:
             if runtime.tracing is not None:
-                runtime.tracing.receive(frame[2])
+                runtime.tracing.receive(frame[2], frame[3], frame[4])
         elif kind == METRICS:
             runtime.metrics.on_reply(frame)
         elif kind == UNLINKED:

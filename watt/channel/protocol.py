@@ -32,10 +32,11 @@ Frame layouts (``sid`` = stream id)::
     (UNLINK, 0, link_id, gone)  main -> worker: stop using the link; gone=1: close it
     (UNLINKED, 0, link_id)      worker -> main: closed, its fds may be freed
     (HEALTH, 0, elu_permille, memory_bytes)  worker -> main, every health interval
-    (LOG, 0, level, line)       worker -> main: a log line, a complete JSON object
+    (LOG, 0, levels, lines)     worker -> main: log lines (each a JSON object) and their levels
     (METRICS, 0, token, None)   main -> worker: send your metrics
     (METRICS, 0, token, json)   worker -> main: the answer, a JSON snapshot
-    (SPANS, 0, json)            worker -> main: spans finished since the last SPANS
+    (SPANS, 0, service, app, spans)  worker -> main: spans finished since the last
+                          SPANS, each a JSON object (text) in OTLP's JSON shape
 """
 
 from __future__ import annotations

@@ -114,6 +114,16 @@ class LogHub:
         for listener in self._listeners:
             listener(line)
 
+    def write_many(self, levels: tuple[str, ...], lines: tuple[str, ...]) -> None:
+        """A worker's batch of lines (one LOG frame), written with one call."""
+        if self.pretty or self._file is not None or self._subscribers or self._listeners:
+            for level, line in zip(levels, lines, strict=False):
+                self.write(level, line)
+            return
+        sys.stdout.write("\n".join(lines) + "\n")
+        self._schedule_flush()
+        self.recent.extend(lines)
+
     def _schedule_flush(self) -> None:
         """Flush once per loop iteration, not once per line."""
         if self._flush_pending:

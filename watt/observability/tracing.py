@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sys
+import threading
 from collections import deque
 
 from loguru import logger
@@ -27,25 +29,36 @@ from ..config_telemetry import ExporterConfig, TelemetryConfig
 from ..errors import ConfigError
 
 
+def _with_resource(span: str, resource: str) -> str:
+    """A span's JSON text with its ``resource`` added, without decoding it."""
+    return span[:-1] + ',"resource":' + resource + "}"
+
+
 class MemoryExporter:
-    """Keeps the latest spans in the runtime (tests, the dashboard)."""
+    """Keeps the latest spans in the runtime (tests, the dashboard), as text;
+    decoded only when read."""
 
     def __init__(self, size: int = 10_000) -> None:
-        self.spans: deque[dict] = deque(maxlen=size)
+        self._spans: deque[tuple[str, str]] = deque(maxlen=size)
 
-    def export(self, spans: list[dict]) -> None:
-        self.spans.extend(spans)
+    def export(self, resource: str, spans: tuple[str, ...]) -> None:
+        self._spans.extend((resource, span) for span in spans)
+
+    @property
+    def spans(self) -> list[dict]:
+        return [json.loads(_with_resource(span, resource)) for resource, span in
+                list(self._spans)]
 
     def close(self) -> None:
         pass
 
 
 class ConsoleExporter:
-    """One JSON line per span on stdout."""
+    """One ``{"span": ...}`` JSON line per span on stdout."""
 
-    def export(self, spans: list[dict]) -> None:
-        for span in spans:
-            sys.stdout.write(json.dumps({"span": span}, separators=(",", ":")) + "\n")
+    def export(self, resource: str, spans: tuple[str, ...]) -> None:
+        sys.stdout.write("".join('{"span":' + _with_resource(span, resource) + "}\n"
+                                 for span in spans))
         sys.stdout.flush()
 
     def close(self) -> None:
@@ -64,9 +77,8 @@ class FileExporter:
                               code="WATT_CONFIG_INVALID",
                               key="telemetry.exporter.options.path") from exc
 
-    def export(self, spans: list[dict]) -> None:
-        self._file.write("".join(json.dumps(span, separators=(",", ":")) + "\n"
-                                 for span in spans))
+    def export(self, resource: str, spans: tuple[str, ...]) -> None:
+        self._file.write("".join(_with_resource(span, resource) + "\n" for span in spans))
         self._file.flush()
 
     def close(self) -> None:
@@ -74,7 +86,10 @@ class FileExporter:
 
 
 class OtlpExporter:
-    """OTLP over HTTP/protobuf through the OpenTelemetry SDK's batch processor."""
+    """OTLP over HTTP/protobuf through the OpenTelemetry SDK's batch processor.
+
+    Spans are decoded and converted on a thread of their own, so the main loop
+    only queues their text."""
 
     def __init__(self, url: str | None, headers: dict[str, str]) -> None:
         try:
@@ -88,20 +103,35 @@ class OtlpExporter:
         self._processor = BatchSpanProcessor(OTLPSpanExporter(
             endpoint=url or "http://127.0.0.1:4318/v1/traces", headers=headers or None))
         self._resources: dict[str, object] = {}
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._convert, name="watt-otlp", daemon=True)
+        self._thread.start()
 
-    def export(self, spans: list[dict]) -> None:
-        for span in spans:
-            self._processor.on_end(self._readable(span))
+    def export(self, resource: str, spans: tuple[str, ...]) -> None:
+        self._queue.put((resource, spans))
 
-    def _readable(self, span: dict):
+    def _convert(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            resource, spans = item
+            for span in spans:
+                try:
+                    self._processor.on_end(self._readable(json.loads(resource),
+                                                          json.loads(span)))
+                except Exception as exc:  # noqa: BLE001 - one bad span must not stop the rest
+                    logger.warning(f"could not export a span over OTLP: {exc}")
+
+    def _readable(self, resource_attributes: dict, span: dict):
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import Event, ReadableSpan
         from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-        service = span["resource"]["service.name"]
+        service = resource_attributes["service.name"]
         resource = self._resources.get(service)
         if resource is None:
-            resource = self._resources[service] = Resource.create({"service.name": service})
+            resource = self._resources[service] = Resource.create(resource_attributes)
         trace_id = int(span["traceId"], 16)
         context = SpanContext(trace_id, int(span["spanId"], 16), is_remote=False,
                               trace_flags=TraceFlags(TraceFlags.SAMPLED))
@@ -120,6 +150,8 @@ class OtlpExporter:
             start_time=span["startTimeUnixNano"], end_time=span["endTimeUnixNano"])
 
     def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(10)
         self._processor.shutdown()  # exports what is still queued
 
 
@@ -144,26 +176,23 @@ class SpanSink:
         self.config = config
         self.exporters = [make_exporter(exporter) for exporter in config.exporters()]
         self.memory = next((e for e in self.exporters if isinstance(e, MemoryExporter)), None)
+        self._resources: dict[tuple[str, str], str] = {}
 
-    def receive(self, payload: str) -> None:
-        try:
-            batch = json.loads(payload)
-            resource = {"service.name": batch["service"], "watt.application": batch["app"]}
-            spans = batch["spans"]
-        except (ValueError, KeyError, TypeError) as exc:
-            logger.warning(f"dropped a malformed span batch: {exc}")
-            return
-        for span in spans:
-            span["resource"] = resource
+    def receive(self, service: str, app: str, spans: tuple[str, ...]) -> None:
+        """A worker's SPANS frame: each span as JSON text, passed on undecoded."""
+        resource = self._resources.get((service, app))
+        if resource is None:
+            resource = self._resources[(service, app)] = json.dumps(
+                {"service.name": service, "watt.application": app}, separators=(",", ":"))
         for exporter in self.exporters:
             try:
-                exporter.export(spans)
+                exporter.export(resource, spans)
             except Exception as exc:  # noqa: BLE001 - a failing exporter must not stop requests
                 logger.warning(f"span exporter {type(exporter).__name__} failed: {exc}")
 
     def spans(self) -> list[dict]:
         """The spans the memory exporter holds (empty without one)."""
-        return list(self.memory.spans) if self.memory is not None else []
+        return self.memory.spans if self.memory is not None else []
 
     def close(self) -> None:
         for exporter in self.exporters:

@@ -131,11 +131,13 @@ async def _run(spec, channel, transport, server, links, stop, selector) -> None:
     try:
         app = _load(spec)
     except BaseException as exc:  # noqa: BLE001 - every failure is reported, then we end
+        server.observer.log.flush()  # what it printed first, before the failure
         await _fatal(channel, transport, exc, "WATT_APP_IMPORT_FAILED")
         return
     lifespan = Lifespan(app)
     failure = await lifespan.startup()
     if failure is not None:
+        server.observer.log.flush()
         channel.send((p.FATAL, 0, "WATT_APP_LIFESPAN_FAILED", failure, "", False))
         await _flush(transport)
         return
@@ -155,6 +157,9 @@ async def _run(spec, channel, transport, server, links, stop, selector) -> None:
     links.close_all()
     for stream in (sys.stdout, sys.stderr):  # the last lines, before STOPPED
         stream.flush()
+    server.observer.log.flush()
+    if server.observer.tracer is not None:
+        server.observer.tracer.flush()
     channel.send((p.STOPPED, 0))
     await _flush(transport)
 

@@ -102,7 +102,7 @@ class Observer:
         elapsed = time.perf_counter_ns() - request.start_ns
         metrics.request_done(request.method, status, elapsed / 1e9)
         if self.access_log:
-            self.log.access(request.method, request.path, status, elapsed / 1e6)
+            self.log.access(request.method, request.path, status, elapsed / 1e6, request.ctx)
         if request.span is not None:
             if error is not None:
                 request.span.record_exception(error)

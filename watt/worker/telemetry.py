@@ -135,6 +135,9 @@ class LogEmitter:
         self.threshold = LEVELS.get(level, 20)
         self.redact = Redactor(redact, censor)
         self._fallback = fallback or sys.__stderr__
+        self._levels: list[str] = []
+        self._lines: list[str] = []
+        self._scheduled = False
         self._static = (f',"pid":{os.getpid()},"hostname":{_encode(socket.gethostname())},'
                         f'"app":{_encode(app_id)},"worker":{int(worker)}')
 
@@ -165,26 +168,58 @@ class LogEmitter:
             self.send(level, self.line(level, msg, fields))
 
     def send(self, level: str, line: str) -> None:
-        frame = (p.LOG, 0, level, line)
         if self._channel.lost or self._loop.is_closed():
             self._fallback.write(line + "\n")
         elif threading.get_ident() == self._thread:
-            self._channel.send(frame)
+            self._queue(level, line)
         else:
             try:
-                self._loop.call_soon_threadsafe(self._channel.send, frame)
+                self._loop.call_soon_threadsafe(self._queue, level, line)
             except RuntimeError:  # the loop closed meanwhile
                 self._fallback.write(line + "\n")
 
-    def access(self, method: str, path: str, status: int, duration_ms: float) -> None:
-        """The access log line of one request (level info)."""
+    def _queue(self, level: str, line: str) -> None:
+        """Lines of one loop iteration travel in one LOG frame (under load, the
+        access lines of many requests), sent when the iteration's work is done."""
+        self._levels.append(level)
+        self._lines.append(line)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Send the lines queued so far: ``(LOG, 0, levels, lines)``, two tuples."""
+        self._scheduled = False
+        if not self._lines:
+            return
+        levels, lines = tuple(self._levels), tuple(self._lines)
+        self._levels.clear()
+        self._lines.clear()
+        if self._channel.lost:
+            self._fallback.write("".join(line + "\n" for line in lines))
+        else:
+            self._channel.send((p.LOG, 0, levels, lines))
+
+    def access(self, method: str, path: str, status: int, duration_ms: float,
+               ctx=None) -> None:
+        """The access log line of one request (level info), built in one go: it is
+        written for every request, so it is the line whose cost counts."""
         if self.threshold > 20:
             return
-        msg = f"{method} {path} {status}"
-        fields = f',"method":{_encode(method)},"path":{_encode(path)},"status":{status},' \
-                 f'"duration":{duration_ms:.3f}'
-        line = self.line("info", msg)
-        self.send("info", line[:-1] + fields + "}")
+        ids = ""
+        if ctx is not None:
+            if ctx.req_id is not None:
+                ids = ',"reqId":' + _encode(ctx.req_id)
+            if ctx.trace_id is not None:
+                ids += f',"traceId":"{ctx.trace_id}","spanId":"{ctx.span_id}"'
+        path_text = _encode(path)
+        line = (f'{{"level":"info","time":{time.time_ns() // 1_000_000}{self._static}{ids},'
+                f'"msg":{_encode(f"{method} {path} {status}")},"method":"{method}",'
+                f'"path":{path_text},"status":{status},"duration":{duration_ms:.3f}}}')
+        if self._thread == threading.get_ident() and not self._channel.lost:
+            self._queue("info", line)
+        else:
+            self.send("info", line)
 
 
 class ChannelWriter:
@@ -311,6 +346,7 @@ def capture_output(emitter: LogEmitter):
         for stream in (sys.stdout, sys.stderr):
             if isinstance(stream, ChannelWriter):
                 stream.flush()
+        emitter.flush()
         sys.stdout, sys.stderr = original
         root.removeHandler(handler)
         _emitter = None

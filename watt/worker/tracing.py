@@ -17,6 +17,23 @@ import time
 from watt.channel import protocol as p
 
 _HEX = frozenset("0123456789abcdef")
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_encode_str = json.encoder.encode_basestring
+_UNSET = '{"code":"UNSET"}'
+
+
+def _attributes(attributes: dict) -> str:
+    """Attribute keys are our own ASCII names; values are str, int or bool."""
+    parts = []
+    for key, value in attributes.items():
+        if value is True or value is False:
+            text = "true" if value else "false"
+        elif isinstance(value, int):
+            text = str(value)
+        else:
+            text = _encode_str(str(value))
+        parts.append(f'"{key}":{text}')
+    return "{" + ",".join(parts) + "}"
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
@@ -177,12 +194,17 @@ class Tracer:
             span.attributes["http.response.status_code"] = status_code
         failed = error is not None or (status_code is not None and (
             status_code >= 500 or (span.kind == "CLIENT" and status_code >= 400)))
-        status = {"code": "ERROR", "message": error or ""} if failed else {"code": "UNSET"}
-        self._pending.append({
-            "traceId": span.trace_id, "spanId": span.span_id, "parentSpanId": span.parent_id,
-            "name": span.name, "kind": span.kind, "startTimeUnixNano": span.start_ns,
-            "endTimeUnixNano": time.time_ns(), "attributes": span.attributes,
-            "status": status, "events": span.events})
+        status = {"code": "ERROR", "message": error or ""} if failed else None
+        # Encoded here, in the worker, by hand (ids and kind are plain ASCII): the main
+        # side stores or writes the text as it is.
+        parent = f'"{span.parent_id}"' if span.parent_id else "null"
+        self._pending.append(
+            f'{{"traceId":"{span.trace_id}","spanId":"{span.span_id}",'
+            f'"parentSpanId":{parent},"name":{_encode_str(span.name)},"kind":"{span.kind}",'
+            f'"startTimeUnixNano":{span.start_ns},"endTimeUnixNano":{time.time_ns()},'
+            f'"attributes":{_attributes(span.attributes)},'
+            f'"status":{_UNSET if status is None else _encode(status)},'
+            f'"events":{_encode(span.events) if span.events else "[]"}}}')
         if not self._scheduled:
             self._scheduled = True
             self._loop.call_soon(self.flush)
@@ -193,7 +215,5 @@ class Tracer:
         if not self._pending or self._channel.lost:
             self._pending.clear()
             return
-        batch, self._pending = self._pending, []
-        self._channel.send((p.SPANS, 0, json.dumps(
-            {"service": self.service, "app": self.app_id, "spans": batch},
-            separators=(",", ":"), default=str)))
+        batch, self._pending = tuple(self._pending), []
+        self._channel.send((p.SPANS, 0, self.service, self.app_id, batch))
