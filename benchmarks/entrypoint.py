@@ -7,7 +7,8 @@ Watt's throughput ceiling. The servers run one after the other with the same loa
 and the report's headline is the ratios of each Watt row to each baseline:
 
 - ``watt-1``, ``watt-2``: ``watt start`` with 1 and 2 workers of the app, engine
-  ``auto`` (granian embedded in the main loop);
+  ``auto`` (Watt's own HTTP/1.1 engine, ``watt/http1.py``);
+- ``watt-1-granian``: the same with ``server.engine: granian`` (embedded);
 - ``watt-1-hypercorn``: the same with ``server.engine: hypercorn``;
 - ``uvicorn``, ``uvicorn-w2``: 1 process and ``--workers 2`` (httptools + uvloop when
   installed, as ``uvicorn[standard]`` gives; the header says which);
@@ -45,7 +46,8 @@ from suite import (
 APP_DIR = BENCH_DIR / "apps" / "trivial"
 CONFIG = APP_DIR / "watt.json"
 CONFIG_HYPERCORN = APP_DIR / "watt-hypercorn.json"
-SUBJECTS = ["watt-1", "watt-2", "watt-1-hypercorn"]
+CONFIG_GRANIAN = APP_DIR / "watt-granian.json"
+SUBJECTS = ["watt-1", "watt-2", "watt-1-granian", "watt-1-hypercorn"]
 BASELINES = ["uvicorn", "uvicorn-w2", "gunicorn-uvicorn-w2", "hypercorn", "granian"]
 
 
@@ -77,9 +79,11 @@ def servers() -> list[tuple[object, str]]:
     """(spec maker, what it is), in the order they run; a missing server is skipped."""
     out: list[tuple[object, str]] = [
         (lambda: watt_spec("watt-1", CONFIG, "--workers", "1"),
-         "Watt, 1 subinterpreter worker, engine auto (granian embedded)"),
+         "Watt, 1 subinterpreter worker, engine auto (watt: httptools on the main loop)"),
         (lambda: watt_spec("watt-2", CONFIG, "--workers", "2"),
          "Watt, 2 subinterpreter workers, engine auto"),
+        (lambda: watt_spec("watt-1-granian", CONFIG_GRANIAN, "--workers", "1"),
+         "Watt, 1 worker, server.engine granian (embedded)"),
         (lambda: watt_spec("watt-1-hypercorn", CONFIG_HYPERCORN, "--workers", "1"),
          "Watt, 1 worker, server.engine hypercorn"),
         (lambda: port_spec("uvicorn", _uvicorn(1), APP_DIR), "uvicorn, 1 process"),
