@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -95,3 +96,35 @@ def wait_for(predicate, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def recording_server(content_type: str = "text/plain"):
+    """A local HTTP server on a free port that answers 200 to anything and records
+    each request as ``(method, path, headers, body)``: a Pushgateway, an OTLP
+    collector, a bulk endpoint.  Yields ``(base_url, received)``."""
+    import http.server
+
+    received: list[tuple[str, str, dict, bytes]] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def _record(self):
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            received.append((self.command, self.path, dict(self.headers), body))
+            self.send_response(200)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = do_PUT = _record  # noqa: N815 - http.server's naming
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", received
+    finally:
+        server.shutdown()
+        server.server_close()

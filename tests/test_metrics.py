@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
-
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import app_config, wait_for
+from support import app_config, recording_server, wait_for
 
 from watt.observability.metrics import as_json, families
 
@@ -117,30 +114,13 @@ def test_metrics_basic_auth(watt_runtime):
 
 
 def test_metrics_are_pushed_to_a_pushgateway(watt_runtime):
-    received: list[tuple[str, str, bytes]] = []
-
-    class Gateway(http.server.BaseHTTPRequestHandler):
-        def do_PUT(self):  # noqa: N802 - http.server's naming
-            body = self.rfile.read(int(self.headers["content-length"]))
-            received.append((self.command, self.path, body))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with recording_server() as (url, received):
         rt = watt_runtime({"applications": [app_config("pushed")], "metrics": {
-            "push": {"url": f"http://127.0.0.1:{server.server_port}", "job": "shop",
-                     "interval": 100}}})
+            "push": {"url": url, "job": "shop", "interval": 100}}})
         assert rt.inject("pushed", "GET", "/whoami").status == 200
         wait_for(lambda: any(b"http_requests_total" in body and b'applicationId="pushed"'
-                             in body for _, _, body in received))
+                             in body for *_, body in received))
         assert received[0][:2] == ("PUT", "/metrics/job/shop")
-    finally:
-        server.shutdown()
 
 
 def test_families_from_snapshots_are_pure():

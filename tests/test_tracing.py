@@ -3,13 +3,11 @@ processes; W3C and B3 in and out; sampling; exporters (memory, file, console, OT
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 
 import httpx
 import pytest
-from support import app_config, wait_for
+from support import app_config, recording_server, wait_for
 
 from watt.worker.tracing import inject, parse_b3, parse_b3multi, parse_traceparent
 
@@ -130,48 +128,31 @@ def test_the_otlp_exporter_sends_protobuf_to_a_collector(watt_runtime):
         ExportTraceServiceRequest,
     )
 
-    received: list[ExportTraceServiceRequest] = []
-
-    class Collector(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's naming
-            body = self.rfile.read(int(self.headers["content-length"]))
-            message = ExportTraceServiceRequest()
-            message.ParseFromString(body)
-            received.append((self.path, self.headers["content-type"], message))
-            self.send_response(200)
-            self.send_header("content-type", "application/x-protobuf")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/v1/traces"
-        rt = watt_runtime(two_apps({"type": "otlp", "options": {"url": url}}))
+    with recording_server("application/x-protobuf") as (base, received):
+        rt = watt_runtime(two_apps({"type": "otlp", "options": {"url": f"{base}/v1/traces"}}))
         reply = httpx.get(f"{rt.url}/mesh?target=back.plt.local",
                           headers={"traceparent": f"00-{TRACE}-{PARENT}-01"})
         assert reply.status_code == 200
         rt.stop()  # shutting the exporter down flushes its batch
-        assert received, "no OTLP export arrived"
-        path, content_type, _ = received[0]
-        assert path == "/v1/traces" and content_type == "application/x-protobuf"
-        exported = {}
-        for _, _, message in received:
-            for resource_spans in message.resource_spans:
-                service = next(a.value.string_value for a in resource_spans.resource.attributes
-                               if a.key == "service.name")
-                for scope_spans in resource_spans.scope_spans:
-                    for span in scope_spans.spans:
-                        exported[span.span_id.hex()] = (service, span.trace_id.hex(),
-                                                        span.parent_span_id.hex(), span.kind)
-        assert len(exported) == 3
-        assert {trace for _, trace, _, _ in exported.values()} == {TRACE}
-        assert {service for service, *_ in exported.values()} == {"front", "back"}
-        assert PARENT in {parent for _, _, parent, _ in exported.values()}
-    finally:
-        server.shutdown()
+    assert received, "no OTLP export arrived"
+    method, path, headers, _ = received[0]
+    assert (method, path) == ("POST", "/v1/traces")
+    assert {k.lower(): v for k, v in headers.items()}["content-type"] == "application/x-protobuf"
+    exported = {}
+    for *_, body in received:
+        message = ExportTraceServiceRequest()
+        message.ParseFromString(body)
+        for resource_spans in message.resource_spans:
+            service = next(a.value.string_value for a in resource_spans.resource.attributes
+                           if a.key == "service.name")
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    exported[span.span_id.hex()] = (service, span.trace_id.hex(),
+                                                    span.parent_span_id.hex(), span.kind)
+    assert len(exported) == 3
+    assert {trace for _, trace, _, _ in exported.values()} == {TRACE}
+    assert {service for service, *_ in exported.values()} == {"front", "back"}
+    assert PARENT in {parent for _, _, parent, _ in exported.values()}
 
 
 def test_otlp_without_the_sdk_is_a_clear_error(monkeypatch):

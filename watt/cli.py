@@ -34,20 +34,34 @@ def main() -> None:
     """Watt: run many Python web applications as one modular monolith."""
 
 
+#: The options `watt start` and `watt dev` share, outermost first.
+_RUN_OPTIONS = (
+    click.option("-c", "--config", "config_path", default=None, metavar="FILE",
+                 help="watt.json or watt.toml (default: the one in the current folder)."),
+    click.option("--hostname", "--host", default=None, help="Override server.hostname."),
+    click.option("-p", "--port", type=int, default=None,
+                 help="Override server.port (0 picks a free port)."),
+    click.option("-w", "--workers", type=click.IntRange(min=1), default=None,
+                 help="Workers for every application (overrides the config)."),
+    click.option("--start-timeout", type=float, default=60.0, show_default=True,
+                 metavar="SECONDS",
+                 help="How long a worker may take to import its app and finish lifespan "
+                      "start-up."),
+    click.option("--log-level", default=None,
+                 type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"],
+                                   case_sensitive=False),
+                 help="Override logger.level (default: the config's, else INFO)."),
+)
+
+
+def _run_options(func):
+    for option in reversed(_RUN_OPTIONS):
+        func = option(func)
+    return func
+
+
 @main.command()
-@click.option("-c", "--config", "config_path", default=None, metavar="FILE",
-              help="watt.json or watt.toml (default: the one in the current folder).")
-@click.option("--hostname", "--host", default=None, help="Override server.hostname.")
-@click.option("-p", "--port", type=int, default=None,
-              help="Override server.port (0 picks a free port).")
-@click.option("-w", "--workers", type=click.IntRange(min=1), default=None,
-              help="Workers for every application (overrides the config).")
-@click.option("--start-timeout", type=float, default=60.0, show_default=True, metavar="SECONDS",
-              help="How long a worker may take to import its app and finish lifespan start-up.")
-@click.option("--log-level", default=None,
-              type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"],
-                                case_sensitive=False),
-              help="Override logger.level (default: the config's, else INFO).")
+@_run_options
 def start(config_path: str | None, hostname: str | None, port: int | None,
           workers: int | None, start_timeout: float, log_level: str) -> None:
     """Start the runtime in production mode and print the entrypoint URL.
@@ -69,19 +83,7 @@ def start(config_path: str | None, hostname: str | None, port: int | None,
 
 
 @main.command()
-@click.option("-c", "--config", "config_path", default=None, metavar="FILE",
-              help="watt.json or watt.toml (default: the one in the current folder).")
-@click.option("--hostname", "--host", default=None, help="Override server.hostname.")
-@click.option("-p", "--port", type=int, default=None,
-              help="Override server.port (0 picks a free port).")
-@click.option("-w", "--workers", type=click.IntRange(min=1), default=None,
-              help="Workers for every application (overrides the config).")
-@click.option("--start-timeout", type=float, default=60.0, show_default=True, metavar="SECONDS",
-              help="How long a worker may take to import its app and finish lifespan start-up.")
-@click.option("--log-level", default=None,
-              type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"],
-                                case_sensitive=False),
-              help="Override logger.level (default: the config's, else INFO).")
+@_run_options
 def dev(config_path: str | None, hostname: str | None, port: int | None,
         workers: int | None, start_timeout: float, log_level: str | None) -> None:
     """Start the runtime and restart an application when a file in its folder changes.

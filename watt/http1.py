@@ -584,17 +584,20 @@ class _Exchange:
         self.keep_alive = self.keep_alive and not close
         self._start_response(status, p.flatten_headers(headers), body, False)
 
-    def _finish(self, ok: bool) -> None:
-        if self.done:
-            return
+    def _release(self) -> None:
+        """Done: forget the stream, give back the concurrency slot."""
         self.done = True
         if self.stream is not None:
             self.stream.finish()
         if self.pool is not None:
             self.pool.in_flight -= 1
             self.pool = None
-        keep_alive = ok and self.keep_alive and not self.more
-        self.proto.exchange_done(self, keep_alive)
+
+    def _finish(self, ok: bool) -> None:
+        if self.done:
+            return
+        self._release()
+        self.proto.exchange_done(self, ok and self.keep_alive and not self.more)
 
     def check_deadline(self, now: float) -> None:
         if self.deadline is not None and not self.response_started and now > self.deadline:
@@ -605,12 +608,7 @@ class _Exchange:
     def client_gone(self) -> None:
         if self.stream is not None and not self.stream.finished:
             self.stream.send((p.CANCEL, self.stream.sid))
-        self.done = True
-        if self.stream is not None:
-            self.stream.finish()
-        if self.pool is not None:
-            self.pool.in_flight -= 1
-            self.pool = None
+        self._release()
 
 
 class _H1Stream(Stream):
