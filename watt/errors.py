@@ -95,6 +95,11 @@ CODES: dict[str, str] = {
     "WATT_ENGINE_UNAVAILABLE": "`server.engine` names an HTTP engine that is not installed.",
     "WATT_ENTRYPOINT_BIND": "The entrypoint could not bind its host and port.",
     "WATT_ERROR": "Generic failure without a more specific code (a bug: please report it).",
+    "WATT_GATEWAY_CONFIG_INVALID": (
+        "`watt.gateway.json` of a gateway application is missing or invalid (the message "
+        "names the file and the key)."
+    ),
+    "WATT_GATEWAY_NO_ROUTE": "No route of the gateway takes the request's path (404).",
     "WATT_MANAGEMENT_AMBIGUOUS": (
         "Several runtimes are running and a `watt` command was given no PID to choose one."
     ),

@@ -23,11 +23,12 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from watt.channel import protocol as _p
+from watt.channel.endpoint import StreamClosed
 from watt.channel.message import Response
 from watt.worker import mesh_client as _mc
 
-__all__ = ["MeshError", "MeshResponse", "MeshWebSocket", "fetch", "fetch_sync", "transport",
-           "sync_transport", "websocket"]
+__all__ = ["MeshError", "MeshResponse", "MeshStream", "MeshWebSocket", "fetch", "fetch_sync",
+           "stream", "transport", "sync_transport", "websocket"]
 
 MeshError = _mc.MeshCallError
 
@@ -77,6 +78,49 @@ async def fetch(url: str, *, method: str = "GET", headers=None, body: bytes | st
         chunk, more = await call.next_chunk(timeout)
         chunks.append(chunk)
     return MeshResponse(status, response_headers, b"".join(chunks))
+
+
+class MeshStream:
+    """A mesh call whose bodies stream both ways (see :func:`stream`)."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: _mc.MeshCall) -> None:
+        self._call = call
+
+    async def send(self, chunk: bytes, more: bool = True) -> bool:
+        """Send request body bytes (``more=False`` ends the body), waiting for the
+        target's credit.  False when the target answered or went away before reading
+        the whole body: stop sending, the response says why."""
+        try:
+            await self._call.send_body(chunk, more)
+        except StreamClosed:
+            return False
+        return True
+
+    async def response(self, timeout: float | None = None) -> tuple[int, list, bytes, bool]:
+        """``(status, headers, first body bytes, more)`` once the response starts."""
+        return await self._call.response(timeout)
+
+    async def receive(self, timeout: float | None = None) -> tuple[bytes, bool]:
+        """The next response body bytes: ``(chunk, more)``; ``(b"", False)`` at the end."""
+        return await self._call.next_chunk(timeout)
+
+    def cancel(self) -> None:
+        """Stop the call (the target sees ``http.disconnect``); harmless once done."""
+        self._call.cancel()
+
+
+async def stream(url: str, *, method: str = "GET", headers=None, body: bytes = b"",
+                 more: bool = False) -> MeshStream:
+    """Start a call without buffering either body: the request head (and ``body``) is
+    sent now; with ``more=True`` the rest follows through :meth:`MeshStream.send`, then
+    :meth:`MeshStream.response` and :meth:`MeshStream.receive` read the answer piece by
+    piece, with the mesh's flow control (memory stays bounded for any size)."""
+    host, path = _target(url, ("http",))
+    call = _mc.MeshCall()
+    await call.start(method.upper(), host, path, _header_pairs(headers), body, more)
+    return MeshStream(call)
 
 
 def fetch_sync(url: str, *, method: str = "GET", headers=None, body: bytes | str = b"",
