@@ -93,7 +93,8 @@ class WebSocketBridge:
                     self.closed = True
                     self.proto.write(self.conn.send(event.response()))
                     self.inbox.put_nowait({"type": "websocket.disconnect",
-                                           "code": event.code, "reason": event.reason or ""})
+                                           "code": int(event.code),  # an IntEnum: not shareable
+                                           "reason": event.reason or ""})
                 self.proto.close()
 
     async def receive(self) -> dict:
