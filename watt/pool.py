@@ -226,6 +226,10 @@ class AppPool:
 
 
 def _is_ready(worker: WorkerHandle) -> bool:
+    # A process worker's channel reports its death (EOF) a moment before its exit
+    # status does: a request picked in between would fail on the dead worker.
+    if worker.channel is not None and worker.channel.lost:
+        return False
     return worker.status == READY
 
 

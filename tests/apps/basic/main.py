@@ -256,6 +256,14 @@ async def app(scope, receive, send):
         return await _json(send, {"slow": True})
     if path == "/in-flight":
         return await _json(send, {"in_flight": _in_flight})
+    if path == "/hold":
+        # Held until ``<dir>/release`` exists; meanwhile ``<dir>/<pid>-<id>.held`` says
+        # which worker holds it (the fault-injection tests kill that one).
+        with open(os.path.join(q["dir"], f"{os.getpid()}-{q['id']}.held"), "w"):
+            pass
+        while not os.path.exists(os.path.join(q["dir"], "release")):  # noqa: ASYNC110 - a file set by the test process
+            await asyncio.sleep(0.005)
+        return await _json(send, {"pid": os.getpid(), "id": q["id"]})
     if path == "/fetch":
         import watt.mesh
 
