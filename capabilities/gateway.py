@@ -133,21 +133,36 @@ class Gateway:
                 more = message.get("more_body", False)
                 if not await call.send(message.get("body", b""), more):
                     break  # answered before reading it all: the response says why
+            # From here on the client only says whether it goes away: then the call is
+            # cancelled (the app sees http.disconnect) and this task stops waiting.
+            current = asyncio.current_task()
+            watcher = asyncio.ensure_future(_until_disconnect(receive, call, current))
             try:
-                status, response_headers, chunk, more = await call.response()
-            except watt.mesh.MeshError as exc:
-                await _error(send, _STATUS.get(exc.code, 502), exc.code, exc.message)
-                return
-            response_headers = route.response.apply(
-                [(k, v) for k, v in response_headers if k.lower() not in _HOP_BY_HOP])
-            await send({"type": "http.response.start", "status": status,
-                        "headers": response_headers})
-            await send({"type": "http.response.body", "body": chunk, "more_body": more})
-            while more:  # the download, with the mesh's credits as back-pressure
-                chunk, more = await call.receive()
-                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                await self._relay_response(route, call, send)
+            except asyncio.CancelledError:
+                if not watcher.done() or watcher.cancelled() or current.uncancel() > 0:
+                    raise
+            finally:
+                watcher.cancel()
         finally:
             call.cancel()
+
+    async def _relay_response(self, route: Route, call, send) -> None:
+        import watt.mesh
+
+        try:
+            status, response_headers, chunk, more = await call.response()
+        except watt.mesh.MeshError as exc:
+            await _error(send, _STATUS.get(exc.code, 502), exc.code, exc.message)
+            return
+        response_headers = route.response.apply(
+            [(k, v) for k, v in response_headers if k.lower() not in _HOP_BY_HOP])
+        await send({"type": "http.response.start", "status": status,
+                    "headers": response_headers})
+        await send({"type": "http.response.body", "body": chunk, "more_body": more})
+        while more:  # the download, with the mesh's credits as back-pressure
+            chunk, more = await call.receive()
+            await send({"type": "http.response.body", "body": chunk, "more_body": more})
 
     async def websocket(self, route: Route, scope: dict, receive, send) -> None:
         import watt.mesh
@@ -214,6 +229,13 @@ class Gateway:
             (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body",
                     "body": b"" if scope["method"] == "HEAD" else body})
+
+
+async def _until_disconnect(receive, call, task: asyncio.Task) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    call.cancel()
+    task.cancel()
 
 
 async def _error(send, status: int, code: str, message: str) -> None:

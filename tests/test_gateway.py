@@ -13,7 +13,7 @@ import shutil
 import httpx
 import pytest
 import websockets
-from support import ROOT
+from support import APPS, ROOT, wait_for
 
 from capabilities.gateway_config import (
     CODE,
@@ -107,6 +107,28 @@ def test_a_large_upload_and_download_stream_through(rt):
     assert count == size and received.hexdigest() == expected.hexdigest()
 
 
+def test_bodies_move_while_they_are_still_being_sent(rt):
+    # Download: the first bytes arrive while the app still holds back the rest; a
+    # gateway that buffered the response would give nothing before the release.
+    with httpx.Client(timeout=30) as client:
+        with client.stream("GET", rt.url + "/events/held") as held:
+            pieces = held.iter_raw()
+            assert next(pieces) == b"first;"
+            assert client.post(rt.url + "/events/release").json() == {"released": True}
+            assert b"".join(pieces) == b"rest"
+    # Upload: the app has read the first piece while the client has not sent the
+    # second one yet.
+    before = get(rt, "/events/progress").json()["received"]
+
+    def chunks():
+        yield b"a" * 100_000
+        wait_for(lambda: get(rt, "/events/progress").json()["received"] > before, 20)
+        yield b"b" * 100_000
+
+    reply = httpx.post(rt.url + "/events/upload", content=chunks(), timeout=30)
+    assert reply.json()["size"] == 200_000
+
+
 def test_websockets_are_proxied(rt):
     async def talk() -> tuple[str, str]:
         url = rt.url.replace("http://", "ws://") + "/events/echo"
@@ -158,6 +180,29 @@ def test_a_bad_gateway_file_fails_the_start_with_file_and_key(tmp_path, watt_run
     message = str(info.value)
     assert str(folder / "watt.gateway.json") in message
     assert "`routes[0].stripPrefix` must be true or false" in message and "'gw'" in message
+
+
+def test_a_gateway_in_a_process_worker(tmp_path, watt_runtime):
+    folder = tmp_path / "gw"
+    folder.mkdir()
+    (folder / "watt.gateway.json").write_text(json.dumps({"routes": [
+        {"prefix": "/b", "to": "basic", "responseHeaders": {"set": {"x-via": "gw"}}}]}))
+    handle = watt_runtime({"entrypoint": "gw", "applications": [
+        {"id": "gw", "path": str(folder), "isolation": "process"},
+        {"id": "basic", "path": str(APPS / "basic"), "app": "main:app"}]})
+    apps = {a["id"]: a for a in handle.applications()}
+    assert apps["gw"]["kind"] == "gateway" and apps["gw"]["isolation"] == "process"
+    body = os.urandom(3 * 1024 * 1024)
+    reply = httpx.post(handle.url + "/b/upload", content=body, timeout=30)
+    assert reply.json() == {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    assert reply.headers["x-via"] == "gw"
+    down = httpx.get(handle.url + "/b/download?size=3000000", timeout=30)
+    assert down.headers["content-length"] == "3000000" and down.content == b"x" * 3_000_000
+    # A client that goes away mid-response: the app behind the gateway sees it.
+    with httpx.stream("GET", handle.url + "/b/wait-disconnect", timeout=30) as waiting:
+        assert next(waiting.iter_raw()) == b"waiting\n"
+    seen = httpx.get(handle.url + "/b/disconnect-seen", timeout=30).json()
+    assert seen == {"seen": "disconnect"}
 
 
 # -- the pure parts ----------------------------------------------------------------------

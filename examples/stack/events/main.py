@@ -1,6 +1,7 @@
 """A Starlette app behind the gateway at /events (subinterpreter): streams large
 bodies both ways and echoes WebSocket messages."""
 
+import asyncio
 import hashlib
 
 from starlette.applications import Starlette
@@ -8,6 +9,10 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 
 CHUNK = 64 * 1024
+# Progress of the uploads and a gate for /held: shows bodies move while they are
+# still being sent (one worker, so one copy of these).
+STATE = {"received": 0}
+RELEASE = asyncio.Event()
 
 
 async def home(request):
@@ -20,6 +25,7 @@ async def upload(request):
     async for chunk in request.stream():
         digest.update(chunk)
         size += len(chunk)
+        STATE["received"] += len(chunk)
     return JSONResponse({"size": size, "sha256": digest.hexdigest()})
 
 
@@ -39,6 +45,27 @@ async def download(request):
                              headers={"x-size": str(size)})
 
 
+async def progress(request):
+    return JSONResponse(STATE)
+
+
+async def held(request):
+    """Sends its first bytes at once and the rest only after ``POST /release``."""
+    RELEASE.clear()
+
+    async def body():
+        yield b"first;"
+        await RELEASE.wait()
+        yield b"rest"
+
+    return StreamingResponse(body(), media_type="text/plain")
+
+
+async def release(request):
+    RELEASE.set()
+    return JSONResponse({"released": True})
+
+
 async def echo(websocket):
     await websocket.accept()
     async for message in websocket.iter_text():
@@ -46,4 +73,6 @@ async def echo(websocket):
 
 
 app = Starlette(routes=[Route("/", home), Route("/upload", upload, methods=["POST"]),
-                        Route("/download", download), WebSocketRoute("/echo", echo)])
+                        Route("/download", download), Route("/progress", progress),
+                        Route("/held", held), Route("/release", release, methods=["POST"]),
+                        WebSocketRoute("/echo", echo)])
