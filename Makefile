@@ -21,9 +21,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
+# EXAMPLE=stack: the gateway in front of FastAPI, Starlette, Flask and static files.
+EXAMPLE ?= hello
 run: $(STAMP)
-	@echo "Starting the example stack in examples/hello (Ctrl-C stops it)"
-	$(PY) -m watt.cli start -c examples/hello/watt.json
+	@echo "Starting the example stack in examples/$(EXAMPLE) (Ctrl-C stops it)"
+	$(PY) -m watt.cli start -c examples/$(EXAMPLE)/watt.json
 
 test: $(STAMP)
 	$(PY) -m pytest

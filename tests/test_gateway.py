@@ -29,6 +29,19 @@ from watt.testing import RuntimeHandle
 STACK = ROOT / "examples" / "stack"
 
 
+HALF_APP = """
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"half", "more_body": True})
+    raise RuntimeError("failed mid-body")
+"""
+
+
 @pytest.fixture(scope="module")
 def rt():
     with RuntimeHandle(str(STACK / "watt.json")) as handle:
@@ -186,10 +199,15 @@ def test_a_gateway_in_a_process_worker(tmp_path, watt_runtime):
     folder = tmp_path / "gw"
     folder.mkdir()
     (folder / "watt.gateway.json").write_text(json.dumps({"routes": [
-        {"prefix": "/b", "to": "basic", "responseHeaders": {"set": {"x-via": "gw"}}}]}))
+        {"prefix": "/b", "to": "basic", "responseHeaders": {"set": {"x-via": "gw"}}},
+        {"prefix": "/half", "to": "half"}]}))
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "main.py").write_text(HALF_APP)
     handle = watt_runtime({"entrypoint": "gw", "applications": [
         {"id": "gw", "path": str(folder), "isolation": "process"},
-        {"id": "basic", "path": str(APPS / "basic"), "app": "main:app"}]})
+        {"id": "basic", "path": str(APPS / "basic"), "app": "main:app"},
+        {"id": "half", "path": str(half), "app": "main:app"}]})
     apps = {a["id"]: a for a in handle.applications()}
     assert apps["gw"]["kind"] == "gateway" and apps["gw"]["isolation"] == "process"
     body = os.urandom(3 * 1024 * 1024)
@@ -203,6 +221,12 @@ def test_a_gateway_in_a_process_worker(tmp_path, watt_runtime):
         assert next(waiting.iter_raw()) == b"waiting\n"
     seen = httpx.get(handle.url + "/b/disconnect-seen", timeout=30).json()
     assert seen == {"seen": "disconnect"}
+    # The app fails before answering: the mesh's 500 passes through. It fails after
+    # its first bytes: the response is cut off, never completed as if all was well.
+    boom = httpx.get(handle.url + "/b/boom", timeout=30)
+    assert boom.status_code == 500 and boom.json()["code"] == "WATT_APP_UNHANDLED_ERROR"
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(handle.url + "/half/", timeout=30)
 
 
 # -- the pure parts ----------------------------------------------------------------------
