@@ -25,13 +25,12 @@ import msgspec
 from dotenv import dotenv_values
 
 from watt.config_telemetry import AppLoggerConfig, LoggerConfig, MetricsConfig, TelemetryConfig
+from watt.config_workers import APP_PATTERN, AppHealthConfig, WorkersConfig
 from watt.errors import ConfigError
 
 SCHEMA_ID = "urn:watt:config"
 CONFIG_FILES = ("watt.json", "watt.toml")
 ID_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
-_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-APP_PATTERN = rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*(\(\))?$"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\{(PLT_[A-Za-z0-9_]+)\}")
 
 
@@ -67,8 +66,9 @@ class ApplicationConfig(_Section):
     ] = None
     kind: Annotated[str | None, _doc("Capability name (asgi, django, ...); else detected.")] = None
     workers: Annotated[
-        Annotated[int, msgspec.Meta(ge=1)] | None,
-        _doc("Number of workers (default: the top-level `workers`, else 1)."),
+        Annotated[int, msgspec.Meta(ge=1)] | WorkersConfig | None,
+        _doc("Number of workers, or {min, max} to scale on event-loop utilization (default: "
+             "the top-level `workers`, else 1)."),
     ] = None
     isolation: Annotated[
         Literal["auto", "subinterpreter", "process"],
@@ -101,6 +101,9 @@ class ApplicationConfig(_Section):
     ] = None
     logger: Annotated[AppLoggerConfig, _doc("This application's log settings.")] = \
         AppLoggerConfig()
+    health: Annotated[
+        AppHealthConfig, _doc("Readiness and liveness checks of the application.")] = \
+        AppHealthConfig()
 
 
 class LimitsConfig(_Section):
@@ -186,7 +189,9 @@ class Config(_Section):
     applications: Annotated[list[ApplicationConfig], _doc("The applications.")] = []
     mesh: Annotated[MeshConfig, _doc("Calls between applications.")] = MeshConfig()
     workers: Annotated[
-        int, _doc("Workers of each application that does not set its own.", ge=1)] = 1
+        Annotated[int, msgspec.Meta(ge=1)] | WorkersConfig,
+        _doc("Workers of each application that does not set its own: a number, or {min, "
+             "max}.")] = 1
     restart_on_error: Annotated[
         bool | Annotated[int, msgspec.Meta(ge=0)],
         _doc("Restart workers that die: true (backoff from 1000 ms), the first backoff in ms "
@@ -422,6 +427,8 @@ _HINTS = {
     "id": "an id is a lowercase hostname label (a-z, 0-9, '-' inside), since the "
     "application is reached at http://<id>.plt.local",
     "app": "write 'module:attr' or 'module:factory()'",
+    "ready": "write 'module:function'",
+    "live": "write 'module:function'",
 }
 
 
@@ -479,7 +486,9 @@ def _known_keys(path: str) -> list[str]:
     def unwrap(t: Any) -> Any:
         while isinstance(t, (info.Metadata, info.UnionType)):
             is_meta = isinstance(t, info.Metadata)
-            t = t.type if is_meta else next(x for x in t.types if not isinstance(x, info.NoneType))
+            t = t.type if is_meta else next(  # a Struct in a union (workers: int | {..})
+                (x for x in t.types if isinstance(x, info.StructType)),
+                next(x for x in t.types if not isinstance(x, info.NoneType)))
         return t
 
     t: Any = info.type_info(Config)
@@ -512,6 +521,11 @@ def _resolve(config: Config, base_dir: str, src: _Source) -> LoadedConfig:
     # Each application's worker count, the top-level `workers` where it sets none.
     apps = [a if a.workers is not None else msgspec.structs.replace(a, workers=config.workers)
             for a in apps]
+    for key, workers in [("workers", config.workers)] + [
+            (f"applications[{i}].workers", a.workers) for i, a in enumerate(config.applications)]:
+        if isinstance(workers, WorkersConfig) and workers.minimum > workers.maximum:
+            raise src.error("WATT_CONFIG_INVALID", key, f"`{key}`: min ({workers.minimum}) is "
+                            f"larger than max ({workers.maximum})")
     if not apps:
         raise src.error("WATT_CONFIG_INVALID", "applications", "at least one application is "
                         "needed: list one in `applications` or set `autoload.path`")

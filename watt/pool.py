@@ -1,4 +1,5 @@
-"""The workers of one application: start (with the isolation fallback), pick, restart, stop."""
+"""The workers of one application: start (with the isolation fallback), pick, restart,
+scale between ``workers: {min, max}``, stop."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from loguru import logger
 from .capability import Capability
 from .channel.protocol import HEALTH, LOG, METRICS, SPANS, UNLINKED
 from .config import ApplicationConfig
+from .config_workers import WorkersConfig
 from .errors import WattError
 from .isolation import WorkerHandle, WorkerStartError, create_worker
 from .isolation.base import READY
 from .observability.tracing import worker_tracing
 from .router import RoundRobin
-from .supervision import HealthCheck, RestartPolicy
+from .supervision import HealthCheck, RestartPolicy, Scaler
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -47,7 +49,16 @@ class AppPool:
         self.start_duration: float | None = None  # seconds start() took (start-up table)
         self.in_flight = 0  # entrypoint requests being answered (limits.maxConcurrency)
         self._pending: set = set()  # restart timers and tasks, cancelled on stop
+        self._draining: set[WorkerHandle] = set()  # scaled down, finishing their requests
         self._kind = "subinterpreter"
+        workers = app.workers
+        self.scaler: Scaler | None = None  # workers: {min, max}
+        if isinstance(workers, WorkersConfig):
+            self.scaler = Scaler(minimum=workers.minimum, maximum=workers.maximum,
+                                 up_elu=workers.scale_up_elu, down_elu=workers.scale_down_elu,
+                                 checks=workers.scale_checks)
+        self.initial_workers = self.scaler.minimum if self.scaler else (workers or 1)
+        self._busy = False  # a scale step or a rolling restart is under way
 
     @property
     def id(self) -> str:
@@ -72,6 +83,7 @@ class AppPool:
             "spin": os.environ.get("WATT_SPIN") == "1",
             "health_interval": (health.interval / 1000) if health.enabled else None,
             "observe": self._observe_spec(),
+            "checks": {"ready": self.app.health.ready, "live": self.app.health.live},
         }
 
     def _observe_spec(self) -> dict:
@@ -116,9 +128,9 @@ class AppPool:
             kind = "process"
             first = await self._start_worker(0, kind)
         self.workers.append(first)
-        if self.app.workers > 1:
+        if self.initial_workers > 1:
             rest = await asyncio.gather(
-                *(self._start_worker(i, kind) for i in range(1, self.app.workers)),
+                *(self._start_worker(i, kind) for i in range(1, self.initial_workers)),
                 return_exceptions=True)
             errors = [r for r in rest if isinstance(r, BaseException)]
             self.workers.extend(r for r in rest if not isinstance(r, BaseException))
@@ -185,10 +197,12 @@ class AppPool:
         self._pending.clear()
         for worker in self.workers:  # linked callers stop opening calls on them first
             self.runtime.router.links.worker_stopping(worker)
-        await asyncio.gather(*(w.stop(timeout) for w in self.workers), return_exceptions=True)
+        await asyncio.gather(*(w.stop(timeout) for w in [*self.workers, *self._draining]),
+                             return_exceptions=True)
 
     def check_health(self, now: float) -> None:
-        """One round of health checks: replace each worker that failed too many."""
+        """One round of health checks: replace each worker that failed too many; then,
+        with ``workers: {min, max}``, maybe one worker more or less."""
         for worker in list(self.workers):
             if worker.status != READY or worker.health is None or worker.replacing:
                 continue
@@ -197,9 +211,67 @@ class AppPool:
                 worker.replacing = True
                 logger.bind(app=self.id).warning(
                     f"worker {worker.name} is unhealthy ({reason}): replacing it")
-                task = asyncio.get_running_loop().create_task(self.replace(worker))
-                self._pending.add(task)
-                task.add_done_callback(self._pending.discard)
+                self._spawn(self.replace(worker))
+        if self.scaler is not None:
+            self._check_scale()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    # -- dynamic workers ----------------------------------------------------------------
+    def _check_scale(self) -> None:
+        if self._busy or any(w.replacing or w.status != READY for w in self.workers):
+            self.scaler.reset()  # measure again once the pool is settled
+            return
+        elus = [w.health.elu for w in self.workers
+                if w.health is not None and w.health.last_report is not None]
+        step = self.scaler.decide(elus, len(self.workers))
+        if step:
+            average = sum(elus) / len(elus)
+            self._busy = True
+            self._spawn(self.scale_up(average) if step > 0 else self.scale_down(average))
+
+    async def scale_up(self, elu: float | None = None) -> None:
+        """One more worker, started like the first ones; it takes requests once ready."""
+        self._busy = True
+        try:
+            used = {w.index for w in self.workers}
+            index = next(i for i in range(len(used) + 1) if i not in used)
+            try:
+                worker = await self._start_worker(index, self._kind)
+            except WattError as exc:
+                logger.bind(app=self.id).error(f"could not start one more worker: {exc}")
+                return
+            self.workers.append(worker)
+            logger.bind(app=self.id).info(
+                f"application {self.id!r} scaled up to {len(self.workers)} worker(s)"
+                + (f" (event-loop utilization {elu:.2f})" if elu is not None else ""))
+        finally:
+            self._busy = False
+
+    async def scale_down(self, elu: float | None = None) -> None:
+        """One worker less: out of routing first, then it drains its in-flight requests
+        (up to ``gracefulShutdown.application``) and stops."""
+        self._busy = True
+        try:
+            candidates = [w for w in self.workers if not w.replacing]
+            if len(self.workers) <= 1 or not candidates:
+                return
+            old = max(candidates, key=lambda w: w.index)
+            self.workers.remove(old)  # no new request picks it from here on
+            self.runtime.router.links.worker_stopping(old)
+            logger.bind(app=self.id).info(
+                f"application {self.id!r} scaled down to {len(self.workers)} worker(s)"
+                + (f" (event-loop utilization {elu:.2f})" if elu is not None else ""))
+            self._draining.add(old)
+            try:  # a pool.stop meanwhile waits for it too
+                await asyncio.shield(old.stop(self.runtime.graceful_timeout or 10.0))
+            finally:
+                self._draining.discard(old)
+        finally:
+            self._busy = False
 
     async def replace(self, old: WorkerHandle) -> None:
         """A new worker is ready before the old one stops taking requests."""
@@ -216,21 +288,33 @@ class AppPool:
         """Rolling restart: for each worker, a new one starts and is ready before the
         old one stops taking requests, so an application with several workers (or
         one, briefly with two) answers throughout."""
-        for old in list(self.workers):
-            await self._hand_over(old, await self._start_worker(old.index, self._kind), timeout)
+        self._busy = True
+        try:
+            for old in list(self.workers):
+                new = await self._start_worker(old.index, self._kind)
+                await self._hand_over(old, new, timeout)
+        finally:
+            self._busy = False
         logger.bind(app=self.id).info(f"application {self.id!r} restarted")
 
     def info(self) -> dict:
-        return {"id": self.id, "kind": self.capability.name, "isolation": self.isolation,
-                "restarts": self.restarts, "workers": [w.info() for w in self.workers]}
+        """Each worker's ``serving`` is false unless it is ready and its readiness check
+        (if any) passes: requests go only to serving workers."""
+        workers = [dict(w.info(), serving=_is_ready(w)) for w in self.workers]
+        data = {"id": self.id, "kind": self.capability.name, "isolation": self.isolation,
+                "restarts": self.restarts, "workers": workers}
+        if self.scaler is not None:
+            data["scaling"] = {"min": self.scaler.minimum, "max": self.scaler.maximum}
+        return data
 
 
 def _is_ready(worker: WorkerHandle) -> bool:
+    """Ready to take requests: started, and its readiness check (if any) passes."""
     # A process worker's channel reports its death (EOF) a moment before its exit
     # status does: a request picked in between would fail on the dead worker.
     if worker.channel is not None and worker.channel.lost:
         return False
-    return worker.status == READY
+    return worker.status == READY and (worker.health is None or worker.health.serving)
 
 
 def _control(runtime: Runtime):
@@ -250,6 +334,6 @@ def _control(runtime: Runtime):
         elif kind == UNLINKED:
             links.unlinked(worker, frame[2])
         elif kind == HEALTH and worker.health is not None:
-            worker.health.report(frame[2], frame[3], time.monotonic())
+            worker.health.report(frame[2], frame[3], time.monotonic(), frame[4], frame[5])
 
     return on_control

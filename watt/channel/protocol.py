@@ -31,7 +31,8 @@ Frame layouts (``sid`` = stream id)::
                           main -> target: serve requests arriving on that channel
     (UNLINK, 0, link_id, gone)  main -> worker: stop using the link; gone=1: close it
     (UNLINKED, 0, link_id)      worker -> main: closed, its fds may be freed
-    (HEALTH, 0, elu_permille, memory_bytes)  worker -> main, every health interval
+    (HEALTH, 0, elu_permille, memory_bytes, ready, live)  worker -> main, every health
+                          interval; ready/live: 1, 0, or None (the app has no such check)
     (LOG, 0, levels, lines)     worker -> main: log lines (each a JSON object) and their levels
     (METRICS, 0, token, None)   main -> worker: send your metrics
     (METRICS, 0, token, json)   worker -> main: the answer, a JSON snapshot

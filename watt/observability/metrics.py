@@ -292,7 +292,8 @@ class MetricsApp:
 
     def ready(self) -> tuple[int, dict]:
         """Ready to take traffic: running, and each application has a ready worker."""
-        apps = {app["id"]: sum(w["status"] == "ready" for w in app["workers"])
+        apps = {app["id"]: sum(w["status"] == "ready" and w.get("serving", True)
+                               for w in app["workers"])
                 for app in self.runtime.applications()}
         waiting = sorted(app_id for app_id, ready in apps.items() if not ready)
         ok = self.runtime.state == "running" and not waiting

@@ -130,6 +130,7 @@ async def _run(spec, channel, transport, server, links, stop, selector) -> None:
 
     try:
         app = _load(spec)
+        checks = _checks(spec)
     except BaseException as exc:  # noqa: BLE001 - every failure is reported, then we end
         server.observer.log.flush()  # what it printed first, before the failure
         await _fatal(channel, transport, exc, "WATT_APP_IMPORT_FAILED")
@@ -147,7 +148,7 @@ async def _run(spec, channel, transport, server, links, stop, selector) -> None:
     health = None
     if selector is not None and spec.get("health_interval"):
         health = asyncio.get_running_loop().create_task(report_health(
-            channel, selector, spec["health_interval"], "read_fd" in spec))
+            channel, selector, spec["health_interval"], "read_fd" in spec, **checks))
 
     timeout = await stop
     if health is not None:
@@ -175,6 +176,25 @@ def _load(spec: dict):
     module_name, _, func_name = spec["loader"].partition(":")
     loader = getattr(importlib.import_module(module_name), func_name)
     return loader(spec["options"])
+
+
+def _checks(spec: dict) -> dict:
+    """The application's readiness and liveness functions (``applications[].health``)."""
+    found = {}
+    for name, target in (spec.get("checks") or {}).items():
+        if not target:
+            found[name] = None
+            continue
+        module_name, _, attr = target.partition(":")
+        obj = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                raise AttributeError(f"health.{name} {target!r}: {module_name} has no {attr!r}")
+        if not callable(obj):
+            raise TypeError(f"health.{name} {target!r} is not callable")
+        found[name] = obj
+    return found
 
 
 def _interpreter_id() -> int:

@@ -15,6 +15,7 @@ stdlib ``logging``, ``loguru`` — goes through it.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import os
@@ -56,9 +57,27 @@ def _memory_bytes(own_process: bool) -> int:
         return -1
 
 
+async def run_check(check, timeout: float) -> int | None:
+    """1 or 0: what the application's readiness or liveness function answers (sync or
+    async; an exception, or an async check slower than ``timeout``, counts as 0);
+    None when the application declares no such check."""
+    if check is None:
+        return None
+    try:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await asyncio.wait_for(result, timeout)
+    except Exception as exc:  # noqa: BLE001 - a failing check is a false one
+        name = getattr(check, "__qualname__", repr(check))
+        print(f"health check {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 0
+    return 1 if result else 0
+
+
 async def report_health(channel, selector: MeteredSelector, interval: float,
-                        own_process: bool) -> None:
-    """Send ``(HEALTH, 0, elu_permille, memory_bytes)`` every ``interval`` seconds."""
+                        own_process: bool, ready=None, live=None) -> None:
+    """Send ``(HEALTH, 0, elu_permille, memory_bytes, ready, live)`` every ``interval``
+    seconds; ``ready``/``live`` are the application's check functions (or None)."""
     last_wall = time.perf_counter_ns()
     last_idle = selector.idle_ns
     while True:
@@ -68,7 +87,9 @@ async def report_health(channel, selector: MeteredSelector, interval: float,
         elapsed = max(wall - last_wall, 1)
         elu = max(0, min(1000, 1000 - (idle - last_idle) * 1000 // elapsed))
         last_wall, last_idle = wall, idle
-        channel.send((p.HEALTH, 0, int(elu), _memory_bytes(own_process)))
+        is_ready = await run_check(ready, interval)
+        is_live = await run_check(live, interval)
+        channel.send((p.HEALTH, 0, int(elu), _memory_bytes(own_process), is_ready, is_live))
 
 
 #: Level names and their numbers (stdlib logging's, with loguru's trace/success).
