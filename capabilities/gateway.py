@@ -65,7 +65,7 @@ def detect(path: str) -> dict | None:
 
 
 def load(options: dict) -> Gateway:
-    return Gateway(read_config(options.get("path") or sys.path[0]))
+    return Gateway(read_config(options.get("path") or sys.path[0], options.get("id")))
 
 
 class Gateway:

@@ -87,8 +87,9 @@ def _fail(file: str, key: str, message: str):
     raise CapabilityError(f"gateway: {file}: `{key}` {message}", code=CODE)
 
 
-def read_config(folder: str) -> GatewayConfig:
-    """Parse and validate ``<folder>/watt.gateway.json``."""
+def read_config(folder: str, self_id: str | None = None) -> GatewayConfig:
+    """Parse and validate ``<folder>/watt.gateway.json`` (of the application
+    ``self_id``, which no route may target: it would call itself forever)."""
     full = os.path.join(folder, CONFIG_FILE)
     if not os.path.isfile(full):
         raise CapabilityError(f"gateway: no {CONFIG_FILE} in {folder} (it lists the routes)",
@@ -98,10 +99,10 @@ def read_config(folder: str) -> GatewayConfig:
             data = json.load(fh)
     except (OSError, ValueError) as exc:
         raise CapabilityError(f"gateway: {full}: not valid JSON: {exc}", code=CODE) from None
-    return parse_config(data, full)
+    return parse_config(data, full, self_id)
 
 
-def parse_config(data, file: str = CONFIG_FILE) -> GatewayConfig:
+def parse_config(data, file: str = CONFIG_FILE, self_id: str | None = None) -> GatewayConfig:
     """A :class:`GatewayConfig` from the decoded JSON; every mistake is a
     ``WATT_GATEWAY_CONFIG_INVALID`` CapabilityError naming ``file`` and the key."""
     if not isinstance(data, dict):
@@ -113,6 +114,9 @@ def parse_config(data, file: str = CONFIG_FILE) -> GatewayConfig:
     parsed, seen = [], set()
     for i, item in enumerate(routes):
         route = _route(file, f"routes[{i}]", item)
+        if self_id is not None and route.to == self_id:
+            _fail(file, f"routes[{i}].to", f"names the gateway itself ({self_id!r}): its "
+                                           "requests would come back to it forever")
         if route.prefix in seen:
             _fail(file, f"routes[{i}].prefix", f"repeats the prefix {route.prefix!r}")
         seen.add(route.prefix)

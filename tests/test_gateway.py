@@ -62,6 +62,9 @@ def test_every_route_answers_through_the_entrypoint(rt):
     assert get(rt, "/events/").json() == {"app": "events", "path": "/"}
     legacy = get(rt, "/legacy/hello", params={"name": "Ada"})
     assert legacy.json() == {"message": "hello Ada"}
+    # Through the mesh too: another application (here the test's mesh client) calls
+    # the gateway at http://gateway.plt.local.
+    assert rt.mesh.get("http://gateway.plt.local/api/items/2").json()["name"] == "teapot"
     home = get(rt, "/")
     assert home.status_code == 200 and "Watt example stack" in home.text
     assert home.headers["content-type"] == "text/html; charset=utf-8"
@@ -149,9 +152,13 @@ def test_websockets_are_proxied(rt):
             await ws.send("one")
             first = await ws.recv()
             await ws.send("two")
-            return first, await ws.recv()
+            second = await ws.recv()
+            await ws.send("bye")  # the app closes with 4001: the code comes through
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            return first, second, closed.value.rcvd.code
 
-    assert asyncio.run(talk()) == ("echo: one", "echo: two")
+    assert asyncio.run(talk()) == ("echo: one", "echo: two", 4001)
 
 
 def test_merged_openapi_has_fastapis_paths_under_the_prefix(rt):
@@ -252,10 +259,11 @@ def test_a_gateway_in_a_process_worker(tmp_path, watt_runtime):
     ({"routes": [{"prefix": "/a", "to": "x"}], "openapi": {"path": "openapi.json"}},
      "openapi.path"),
     ({"routes": [{"prefix": "/a", "to": "x"}], "openapi": True}, "openapi"),
+    ({"routes": [{"prefix": "/a", "to": "x"}, {"prefix": "/", "to": "gw"}]}, "routes[1].to"),
 ])
 def test_invalid_configs_name_the_key(data, key):
     with pytest.raises(CapabilityError) as info:
-        parse_config(data, "/srv/gw/watt.gateway.json")
+        parse_config(data, "/srv/gw/watt.gateway.json", "gw")
     assert info.value.code == CODE
     assert str(info.value).startswith(f"gateway: /srv/gw/watt.gateway.json: `{key}` ")
 
