@@ -115,3 +115,57 @@ def test_sigterm_with_50_slow_requests_in_flight_finishes_them_all_and_refuses_n
         assert proc.wait() == 0
     finally:
         proc.kill()
+
+
+
+def test_a_worker_replaced_for_memory_under_load_fails_no_request(watt_runtime):
+    # test_supervision.py proves the replacement; here, that under a steady load the
+    # hand-over loses nothing: the new worker is ready before the old one drains.
+    rt = watt_runtime({"health": {"interval": 100, "gracePeriod": 0, "maxUnhealthyChecks": 2,
+                                  "maxMemory": 200 * 1024 * 1024},
+                       "applications": [app_config("p", isolation="process", workers=2)]})
+    before = {w["pid"] for w in _pool(rt, "p")["workers"]}
+    statuses: list[int] = []
+    stop_after: list[int] = []  # set once the worker was replaced
+
+    def client() -> None:
+        with httpx.Client(timeout=30) as http:
+            for _ in range(2000):  # bounded; ends 50 requests after the replacement
+                statuses.append(http.get(rt.url + "/whoami").status_code)
+                if stop_after and len(statuses) > stop_after[0]:
+                    return
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(statuses) > 20)
+        assert rt.inject("p", "GET", "/leak?mb=300").status == 200
+        wait_for(lambda: _pool(rt, "p")["restarts"] == 1)
+    finally:
+        stop_after.append(len(statuses) + 50)
+        for thread in threads:
+            thread.join(60)
+    assert len(statuses) > 70 and set(statuses) == {200}
+    after = {w["pid"] for w in _pool(rt, "p")["workers"]}
+    assert len(after) == 2 and len(after & before) == 1  # only the leaking one replaced
+
+
+def test_the_soak_script_kills_workers_and_judges_failures_and_memory():
+    import re
+    import subprocess
+    import sys
+
+    from support import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "benchmarks/soak.py", "--duration", "4", "--kill-every", "1",
+         "--interval", "1", "--warmup", "1", "--connections", "4"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    verdict = re.search(r"failures: (\d+) of (\d+) requests with (\d+) kills", done.stdout)
+    assert verdict, done.stdout
+    failed, sent, kills = map(int, verdict.groups())
+    assert kills >= 2 and sent > 100 and failed <= 4 * kills
+    assert re.search(r"restarts (\d+) for \d+ kills", done.stdout).group(1) == str(kills)
+    assert "memory: " in done.stdout and ": within" in done.stdout
