@@ -3,6 +3,7 @@ liveness checks (``applications[].health``)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import httpx
@@ -200,3 +201,27 @@ def test_a_check_that_does_not_exist_fails_the_start_with_a_code(watt_runtime):
         watt_runtime({"health": FAST, "applications": [app_config(
             "s", "scaling", health={"live": "main:nowhere"})]})
     assert info.value.code == "WATT_APP_IMPORT_FAILED" and "main:nowhere" in str(info.value)
+
+
+def test_scale_down_takes_the_worker_out_of_routing_then_drains_its_requests(watt_runtime):
+    import concurrent.futures
+
+    rt = watt_runtime({"health": {"enabled": False}, "applications": [
+        app_config("s", "scaling", workers=2)]})
+    pool = rt.runtime.pools["s"]
+    with concurrent.futures.ThreadPoolExecutor(4) as executor:
+        slow = [executor.submit(httpx.get, rt.url + "/idle?ms=1500", timeout=30)
+                for _ in range(4)]  # round robin: two in flight on each worker
+        wait_for(lambda: pool.in_flight == 4)
+        leaving = max(w.index for w in pool.workers)
+        step = asyncio.run_coroutine_threadsafe(pool.scale_down(), rt._loop)
+        wait_for(lambda: len(pool.workers) == 1)  # out of routing at once ...
+        staying = pool.workers[0].interpreter_id
+        assert {rt.inject("s", "GET", "/whoami").json()["interpreter"]
+                for _ in range(3)} == {staying}
+        assert not step.done()  # ... while it still finishes its two requests
+        step.result(30)
+        replies = [f.result() for f in slow]
+    assert [r.status_code for r in replies] == [200] * 4
+    assert len({r.json()["interpreter"] for r in replies}) == 2  # both workers answered
+    assert [w.index for w in pool.workers] != [leaving]
