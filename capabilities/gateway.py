@@ -26,10 +26,11 @@ Route keys: ``prefix`` and ``to`` (an application id) required;
 ``stripPrefix`` (default true), ``requestHeaders`` / ``responseHeaders``
 (``remove`` a list of names, then ``set`` replaces, then ``add`` appends),
 ``openapi`` (default true: the app's ``/openapi.json`` is merged when it
-publishes one).  ``openapi: false`` at the top turns the merged document off.
+publishes one; a path such as ``"/schema/openapi.json"`` for Litestar; false:
+left out).  ``openapi: false`` at the top turns the merged document off.
 The request gets ``x-forwarded-prefix`` when its prefix was cut off.
 
-``GET <openapi.path>`` fetches ``/openapi.json`` of every routed application
+``GET <openapi.path>`` fetches the document of every routed application
 over the mesh at each call, keeps those that answer 200 with a JSON object,
 and answers their merge (``capabilities/gateway_config.py``: paths prefixed,
 components merged with collisions renamed).
@@ -167,10 +168,12 @@ class Gateway:
     async def websocket(self, route: Route, scope: dict, receive, send) -> None:
         import watt.mesh
 
-        url, _ = self._request(route, scope)
+        url, headers = self._request(route, scope)
         if (await receive())["type"] != "websocket.connect":
             return
-        upstream = watt.mesh.websocket("ws" + url[4:], scope.get("subprotocols") or ())
+        # The handshake's own headers are the mesh's business (it makes its own).
+        headers = [(k, v) for k, v in headers if not k.lower().startswith(b"sec-websocket-")]
+        upstream = watt.mesh.websocket("ws" + url[4:], scope.get("subprotocols") or (), headers)
         try:
             await upstream.connect()
         except watt.mesh.MeshError:
@@ -214,7 +217,7 @@ class Gateway:
 
         async def one(route: Route):
             try:
-                reply = await watt.mesh.fetch(f"http://{route.to}.plt.local/openapi.json",
+                reply = await watt.mesh.fetch(f"http://{route.to}.plt.local{route.openapi}",
                                               headers={"accept": "application/json"})
                 document = reply.json() if reply.status == 200 else None
             except (watt.mesh.MeshError, ValueError):

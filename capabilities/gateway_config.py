@@ -48,7 +48,8 @@ class Route:
     strip: bool
     request: HeaderRewrite = field(default_factory=HeaderRewrite)
     response: HeaderRewrite = field(default_factory=HeaderRewrite)
-    openapi: bool = True
+    #: where the app publishes its OpenAPI document; None: not merged
+    openapi: str | None = "/openapi.json"
 
     def matches(self, path: str) -> bool:
         if self.prefix == "/":
@@ -164,8 +165,14 @@ def _route(file: str, where: str, item) -> Route:
     if not isinstance(strip, bool):
         _fail(file, f"{where}.stripPrefix", f"must be true or false, not {strip!r}")
     openapi = item.get("openapi", True)
-    if not isinstance(openapi, bool):
-        _fail(file, f"{where}.openapi", f"must be true or false, not {openapi!r}")
+    if openapi is True:
+        openapi = "/openapi.json"
+    elif openapi is False:
+        openapi = None
+    elif not isinstance(openapi, str) or not openapi.startswith("/"):
+        _fail(file, f"{where}.openapi", "must be true, false or the path of the app's "
+                                        f"document (such as '/schema/openapi.json'), not "
+                                        f"{openapi!r}")
     return Route(prefix, to, strip,
                  _rewrite(file, f"{where}.requestHeaders", item.get("requestHeaders")),
                  _rewrite(file, f"{where}.responseHeaders", item.get("responseHeaders")),

@@ -153,6 +153,8 @@ def test_websockets_are_proxied(rt):
             first = await ws.recv()
             await ws.send("two")
             second = await ws.recv()
+            await ws.send("prefix")  # the handshake's headers reached the app
+            assert await ws.recv() == "/events"
             await ws.send("bye")  # the app closes with 4001: the code comes through
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await ws.recv()
@@ -259,6 +261,7 @@ def test_a_gateway_in_a_process_worker(tmp_path, watt_runtime):
     ({"routes": [{"prefix": "/a", "to": "x"}], "openapi": {"path": "openapi.json"}},
      "openapi.path"),
     ({"routes": [{"prefix": "/a", "to": "x"}], "openapi": True}, "openapi"),
+    ({"routes": [{"prefix": "/a", "to": "x", "openapi": "schema.json"}]}, "routes[0].openapi"),
     ({"routes": [{"prefix": "/a", "to": "x"}, {"prefix": "/", "to": "gw"}]}, "routes[1].to"),
 ])
 def test_invalid_configs_name_the_key(data, key):
@@ -290,6 +293,14 @@ def test_longest_prefix_wins_on_segment_boundaries():
     assert svc.target_path(b"/api/x/y") == b"/x/y" and svc.target_path(b"/api") == b"/"
     assert v2.target_path(b"/api/v2/a") == b"/api/v2/a"
     assert svc.public_path("/") == "/api" and svc.public_path("/a") == "/api/a"
+
+
+def test_where_each_route_finds_its_openapi_document():
+    config = parse_config({"routes": [
+        {"prefix": "/a", "to": "a"}, {"prefix": "/b", "to": "b", "openapi": False},
+        {"prefix": "/c", "to": "c", "openapi": "/schema/openapi.json"}]})
+    assert [config.route(p).openapi for p in ("/a", "/b", "/c")] == [
+        "/openapi.json", None, "/schema/openapi.json"]
 
 
 def test_header_rewrite_order():

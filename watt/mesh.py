@@ -156,9 +156,10 @@ def sync_transport():
 class MeshWebSocket:
     """A WebSocket to another application; messages are ``str`` or ``bytes``."""
 
-    def __init__(self, url: str, subprotocols=()) -> None:
+    def __init__(self, url: str, subprotocols=(), headers=None) -> None:
         self.url = url
         self.subprotocols = tuple(subprotocols)
+        self.headers = _header_pairs(headers)
         self.subprotocol: str | None = None
         self.close_code: int | None = None
         self.close_reason = ""
@@ -167,7 +168,7 @@ class MeshWebSocket:
     async def connect(self, timeout: float | None = None) -> MeshWebSocket:
         host, path = _target(self.url, ("ws", "http"))
         self._call = call = _mc.MeshCall()
-        await call.start("GET", host, path, [], b"", False, kind="websocket",
+        await call.start("GET", host, path, self.headers, b"", False, kind="websocket",
                          subprotocols=self.subprotocols)
         frame = await call._next(timeout)
         if frame[0] == _p.WS_ACCEPT:
@@ -228,6 +229,8 @@ class MeshWebSocket:
         await self.close()
 
 
-def websocket(url: str, subprotocols=()) -> MeshWebSocket:
-    """``async with watt.mesh.websocket("ws://app.plt.local/path") as ws: ...``"""
-    return MeshWebSocket(url, subprotocols)
+def websocket(url: str, subprotocols=(), headers=None) -> MeshWebSocket:
+    """``async with watt.mesh.websocket("ws://app.plt.local/path") as ws: ...``
+
+    ``headers`` (a mapping or pairs) go with the handshake, as a client's would."""
+    return MeshWebSocket(url, subprotocols, headers)

@@ -69,6 +69,9 @@ async def release(request):
 async def echo(websocket):
     await websocket.accept()
     async for message in websocket.iter_text():
+        if message == "prefix":  # set by the gateway on the handshake
+            await websocket.send_text(websocket.headers.get("x-forwarded-prefix", "none"))
+            continue
         if message == "bye":
             await websocket.close(4001, "bye")
             return
