@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 
 from watt.capability import Capability
@@ -60,8 +61,6 @@ _STATUS = {"WATT_NO_WORKER": 503, "WATT_MESH_TIMEOUT": 504}
 
 def detect(path: str) -> dict | None:
     """A folder with ``watt.gateway.json`` (an explicit statement, so priority 30)."""
-    import os
-
     return {} if os.path.isfile(os.path.join(path, CONFIG_FILE)) else None
 
 
