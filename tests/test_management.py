@@ -400,3 +400,30 @@ def test_stop_without_a_sigterm_handler_stops_only_the_runtime():
 
     assert asyncio.run(go()).status_code == 202
     assert stopped == [True]
+
+
+def test_the_api_over_tcp_needs_the_bearer_token(watt_runtime):
+    token = "t0ken-" + "x" * 26
+    rt = watt_runtime({"applications": [app_config("a")], "managementApi": {
+        "hostname": "127.0.0.1", "port": 0, "token": token}})
+    base = rt.runtime.management.tcp_url
+    assert base and base.startswith("http://127.0.0.1:")
+    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": token}):
+        reply = httpx.get(f"{base}/api/v1/metadata", headers=headers)
+        assert reply.status_code == 401, headers
+        assert reply.json()["code"] == "WATT_MANAGEMENT_UNAUTHORIZED"
+    reply = httpx.get(f"{base}/api/v1/applications",
+                      headers={"authorization": f"Bearer {token}"})
+    assert reply.status_code == 200 and [a["id"] for a in reply.json()] == ["a"]
+    # The unix socket is served as before, without a token.
+    assert rt.runtime.management.path.exists()
+
+
+def test_a_short_management_token_is_a_config_error():
+    from watt import load_config
+
+    with pytest.raises(WattError) as info:
+        load_config({"applications": [app_config("a")], "managementApi": {
+            "hostname": "127.0.0.1", "token": "short"}})
+    assert info.value.code.startswith("WATT_CONFIG")
+    assert "managementApi.token" in str(info.value)

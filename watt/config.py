@@ -24,7 +24,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 from dotenv import dotenv_values
 
-from watt.config_telemetry import AppLoggerConfig, LoggerConfig, MetricsConfig, TelemetryConfig
+from watt.config_telemetry import (
+    AppLoggerConfig,
+    LoggerConfig,
+    ManagementApiConfig,
+    MetricsConfig,
+    TelemetryConfig,
+)
 from watt.config_workers import APP_PATTERN, AppHealthConfig, WorkersConfig
 from watt.errors import ConfigError
 
@@ -210,8 +216,10 @@ class Config(_Section):
     telemetry: Annotated[
         TelemetryConfig | None, _doc("Tracing (OpenTelemetry): off unless set.")] = None
     management_api: Annotated[
-        bool, _doc("Serve the management API on a local socket only this user can reach "
-                   "(used by `watt ps`, `watt applications`, `watt inject`, ...).")
+        bool | ManagementApiConfig,
+        _doc("Serve the management API on a local socket only this user can reach "
+             "(used by `watt ps`, `watt applications`, `watt inject`, ...); an object "
+             "serves it over TCP too, with a bearer token.")
     ] = True
     autoload: Annotated[
         AutoloadConfig | None, _doc("Load every sub-folder of a folder as an application.")
@@ -231,7 +239,7 @@ class LoadedConfig(msgspec.Struct):
     restart_on_error: bool | int = True
     graceful_shutdown: GracefulShutdownConfig = GracefulShutdownConfig()
     limits: LimitsConfig = LimitsConfig()
-    management_api: bool = True
+    management_api: bool | ManagementApiConfig = True
     health: HealthConfig = HealthConfig()
     metrics: MetricsConfig = MetricsConfig()
     logger: LoggerConfig = LoggerConfig()

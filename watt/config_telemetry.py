@@ -108,6 +108,16 @@ class MetricsConfig(_Section):
     push: Annotated[MetricsPushConfig | None, _doc("Also push to a Pushgateway.")] = None
 
 
+class ManagementApiConfig(_Section):
+    """The management API over TCP as well, for tools on other machines."""
+
+    hostname: Annotated[str, _doc("Address to bind (the unix socket is served too).")]
+    token: Annotated[str, _doc("Bearer token every TCP request must carry (use a `${VAR}` "
+                               "placeholder); at least 16 characters.", min_length=16)]
+    port: Annotated[int, _doc("TCP port; 0 picks a free one.", ge=0, le=65535)] = 0
+    enabled: Annotated[bool, _doc("Serve the management API at all.")] = True
+
+
 class ExporterOptions(_Section):
     """Where an exporter sends spans."""
 

@@ -120,6 +120,9 @@ CODES: dict[str, str] = {
     "WATT_MANAGEMENT_UNKNOWN_APP": (
         "A management API path or `watt` command names an application the runtime lacks (404)."
     ),
+    "WATT_MANAGEMENT_UNAUTHORIZED": (
+        "A management API request over TCP lacked the `managementApi.token` bearer token (401)."
+    ),
     "WATT_MANAGEMENT_UNREACHABLE": (
         "A runtime's management socket exists but the runtime did not answer on it."
     ),

@@ -176,6 +176,8 @@ class H1Protocol(asyncio.Protocol):
         if self._ws is not None:
             self._ws.data_received(data)
             return
+        if self.closed:
+            return  # answered and closing (a 400, 413, 431): the rest is not read
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:

@@ -122,10 +122,13 @@ class Runtime:
                 self.metrics, probes.push.url, probes.push.job, probes.push.interval / 1000))
         if self.config.health.enabled:
             self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
-        if self.config.management_api and self._management_enabled:
+        management = self.config.management_api
+        if self._management_enabled and (management is True or (
+                not isinstance(management, bool) and management.enabled)):
             from .management import ManagementServer
 
-            self.management = ManagementServer(self)
+            self.management = ManagementServer(
+                self, tcp=None if isinstance(management, bool) else management)
             await self.management.start()
         logger.info(f"entrypoint {entry!r} listening at {self.url} ({self._engine.name})")
         return self.url

@@ -10,7 +10,6 @@ pools and worker handles record, never from the config alone.
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime
 import os
 import platform
@@ -239,7 +238,7 @@ def _inject_request(request) -> tuple[str, str, list, bytes]:
     if encoded:
         try:
             data = base64.b64decode(content, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or a str that is not ASCII
             raise bad_request(f"`body` is not valid base64: {exc}") from exc
     else:
         data = content.encode()

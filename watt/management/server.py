@@ -12,6 +12,8 @@ callable; this module only carries HTTP/1.1 to and from it.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hmac
 import json
 import os
 import socket
@@ -29,12 +31,15 @@ from .sockets import ensure_private_dir
 class ManagementServer:
     """Serves :class:`ManagementApp` on ``<socket_dir>/<pid>.sock`` on the runtime's loop."""
 
-    def __init__(self, runtime, *, directory: Path | None = None) -> None:
+    def __init__(self, runtime, *, directory: Path | None = None, tcp=None) -> None:
         self.runtime = runtime
         self.app = ManagementApp(runtime)
         self.directory = directory
         self.path: Path | None = None
+        self.tcp = tcp  # config ManagementApiConfig: also serve on hostname:port
+        self.tcp_url: str | None = None
         self._server: asyncio.Server | None = None
+        self._tcp_server: asyncio.Server | None = None
         self._connections: set[asyncio.Task] = set()
 
     async def start(self) -> None:
@@ -58,8 +63,28 @@ class ManagementServer:
         self.path = path
         self.app.socket = str(path)
         logger.debug(f"management API on {path}")
+        if self.tcp is not None:
+            await self._start_tcp()
+
+    async def _start_tcp(self) -> None:
+        """The same API on TCP; every request must carry ``Authorization: Bearer
+        <token>`` (the unix socket needs none: its file mode is the check)."""
+        expected = b"Bearer " + self.tcp.token.encode()
+        try:
+            self._tcp_server = await asyncio.start_server(
+                functools.partial(self._connection, token=expected), self.tcp.hostname,
+                self.tcp.port)
+        except OSError as exc:
+            raise WattError(f"cannot serve the management API on {self.tcp.hostname}:"
+                            f"{self.tcp.port}: {exc}", code="WATT_MANAGEMENT_SOCKET") from exc
+        host, port = self._tcp_server.sockets[0].getsockname()[:2]
+        self.tcp_url = f"http://{host}:{port}"
+        logger.info(f"management API also at {self.tcp_url} (bearer token required)")
 
     async def stop(self) -> None:
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+            self._tcp_server = None
         if self._server is not None:
             self._server.close()
             for task in list(self._connections):
@@ -72,12 +97,12 @@ class ManagementServer:
             self.path = None
 
     async def _connection(self, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter) -> None:
+                          writer: asyncio.StreamWriter, token: bytes | None = None) -> None:
         task = asyncio.current_task()
         self._connections.add(task)
         conn = h11.Connection(h11.SERVER)
         try:
-            while await self._one_request(conn, reader, writer):
+            while await self._one_request(conn, reader, writer, token):
                 conn.start_next_cycle()
         except h11.RemoteProtocolError as exc:
             if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -89,10 +114,17 @@ class ManagementServer:
             self._connections.discard(task)
             writer.close()
 
-    async def _one_request(self, conn: h11.Connection, reader, writer) -> bool:
+    async def _one_request(self, conn: h11.Connection, reader, writer,
+                           token: bytes | None = None) -> bool:
         """Serve one request; False when the connection is done."""
         request = await _next_event(conn, reader)
         if not isinstance(request, h11.Request):
+            return False
+        if token is not None and not hmac.compare_digest(
+                dict(request.headers).get(b"authorization", b""), token):
+            await _respond(conn, writer, 401, error_body(
+                "WATT_MANAGEMENT_UNAUTHORIZED", "a bearer token is required on TCP "
+                "(Authorization: Bearer <managementApi.token>)"))
             return False
         length = dict(request.headers).get(b"content-length", b"0")
         if length.isdigit() and int(length) > MAX_BODY:

@@ -103,6 +103,14 @@ async def app(scope, receive, send):
     if path == "/upload":
         total, digest = await _read_body(receive)
         return await _json(send, {"bytes": total, "sha256": digest})
+    if path == "/chunks":  # a streamed answer of unknown length (chunked on HTTP/1.1)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        for i in range(int(q.get("n", "3"))):
+            await send({"type": "http.response.body", "body": f"part{i};".encode(),
+                        "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
     if path == "/download":
         size = int(q.get("size", "0"))
         chunk = b"x" * 65536
