@@ -117,6 +117,13 @@ class H1Engine:
                 conn.close_if_idle()
         for conn in list(self.connections):
             conn.abort()
+        # Each transport detaches from the server in its connection_lost, a loop
+        # iteration after abort(): let them all, before wait_closed (on 3.13.0 a
+        # transport detaching after wait_closed raises inside asyncio).
+        for _ in range(100):
+            if not self.connections:
+                break
+            await asyncio.sleep(0.01)
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self._server is not None:
