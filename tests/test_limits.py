@@ -85,3 +85,46 @@ def test_a_client_that_never_finishes_its_head_is_disconnected(rt):
     # by the socket timeout above, so a server that waits forever fails the test).
     reply = _raw(rt, b"GET / HTTP/1.1\r\nHost: x\r\n")
     assert reply == b"" or reply.startswith(b"HTTP/1.1 408")
+
+
+def _busy(rt, app_id: str) -> bool:
+    """A worker of ``app_id`` is serving a request (its in-flight metric)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(rt.metrics()):
+        if family.name == "http_requests_in_flight":
+            return any(s.labels["applicationId"] == app_id and s.value >= 1
+                       for s in family.samples)
+    return False
+
+
+def test_an_applications_own_max_concurrency_covers_the_mesh_too(watt_runtime):
+    rt = watt_runtime({"entrypoint": "front", "applications": [
+        app_config("front"), app_config("back", maxConcurrency=1)]})
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(httpx.get, rt.url + "/mesh", params={
+            "target": "back.plt.local", "path": "/slow?delay=2"}, timeout=30)
+        wait_for(lambda: _busy(rt, "back"))
+        refused = httpx.get(rt.url + "/mesh", params={"target": "back.plt.local"}, timeout=30)
+        direct = rt.inject("back", "GET", "/whoami")  # through the runtime, not the mesh
+        assert slow.result().json()["status"] == 200
+    body = refused.json()
+    assert body["status"] == 503  # what the calling application got over the mesh
+    assert "WATT_OVERLOADED" in body["body"]
+    assert direct.status == 503 and direct.header("retry-after") == "1"
+    assert httpx.get(rt.url + "/mesh", params={"target": "back.plt.local"},
+                     timeout=30).json()["status"] == 200  # free again
+
+
+def test_an_applications_own_graceful_shutdown_bounds_its_drain(watt_runtime):
+    rt = watt_runtime({"gracefulShutdown": {"application": 30000}, "applications": [
+        app_config("quick", gracefulShutdown=200)]})
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(httpx.get, rt.url + "/slow", params={"delay": "20"}, timeout=60)
+        wait_for(lambda: _busy(rt, "quick"))
+        rt.stop()  # the drain waits 0.2 s for the request, not 30 s nor the 20 s it takes
+        try:
+            status = slow.result().status_code
+        except httpx.HTTPError:  # cut: the connection closed without an answer
+            status = None
+        assert status != 200

@@ -110,6 +110,16 @@ class ApplicationConfig(_Section):
     health: Annotated[
         AppHealthConfig, _doc("Readiness and liveness checks of the application.")] = \
         AppHealthConfig()
+    max_concurrency: Annotated[
+        Annotated[int, msgspec.Meta(ge=1)] | None,
+        _doc("Requests each worker serves at once, from the entrypoint and the mesh alike; "
+             "more get 503 `WATT_OVERLOADED` with Retry-After (default: no limit)."),
+    ] = None
+    graceful_shutdown: Annotated[
+        Annotated[int, msgspec.Meta(ge=0)] | None,
+        _doc("Milliseconds this application's workers may take to finish in-flight "
+             "requests at shutdown (default: `gracefulShutdown.application`)."),
+    ] = None
 
 
 class LimitsConfig(_Section):

@@ -146,7 +146,8 @@ CODES: dict[str, str] = {
     ),
     "WATT_NO_WORKER": "The application has no worker ready (starting, stopping or dead).",
     "WATT_OVERLOADED": (
-        "The entrypoint application has `limits.maxConcurrency` requests in flight (503)."
+        "The entrypoint application has `limits.maxConcurrency` requests in flight, or a "
+        "worker has its application's `maxConcurrency` (503, Retry-After)."
     ),
     "WATT_REQUEST_TIMEOUT": (
         "The application did not start its response within `limits.requestTimeout` (504)."

@@ -83,6 +83,7 @@ class AppPool:
             "spin": os.environ.get("WATT_SPIN") == "1",
             "health_interval": (health.interval / 1000) if health.enabled else None,
             "observe": self._observe_spec(),
+            "max_concurrency": self.app.max_concurrency,
             "checks": {"ready": self.app.health.ready, "live": self.app.health.live},
         }
 
@@ -192,6 +193,8 @@ class AppPool:
         await old.stop(timeout)  # a no-op for a worker already gone
 
     async def stop(self, timeout: float) -> None:
+        if self.app.graceful_shutdown is not None:  # the application's own limit
+            timeout = self.app.graceful_shutdown / 1000
         for pending in list(self._pending):  # no restart once stopping
             pending.cancel()
         self._pending.clear()

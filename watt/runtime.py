@@ -100,10 +100,14 @@ class Runtime:
             server = self.config.server
             host = self._hostname or server.hostname
             port = server.port if self._port is None else self._port
+            # The engine drains requests to the entrypoint application: as long as
+            # that application's own drain may take.
+            entry_drain = self.pools[entry].app.graceful_shutdown
             self._engine = create_engine(self._engine_name or server.engine,
                                          Forwarder(self.router, entry, self.config.limits),
                                          host, port,
-                                         self.graceful_timeout)
+                                         self.graceful_timeout if entry_drain is None
+                                         else entry_drain / 1000)
             self.url = await self._engine.start()
         except BaseException:
             await self._stop_pools()

@@ -114,6 +114,7 @@ async def serve(spec: dict, transport, selector: MeteredSelector | None = None) 
     observer = Observer(spec, channel, loop, selector, own_process="read_fd" in spec,
                         fallback=sys.stderr)
     server.observer = observer
+    server.max_concurrency = spec.get("max_concurrency")
     server.format_exception = user_traceback
     channel.on_control = functools.partial(_on_metrics, observer, on_control)
     restore_output = capture_output(observer.log)

@@ -37,7 +37,8 @@ _default_timeout: float | None = 30.0
 _observer = None
 
 # Errors after the target received the request: the caller gets a response.
-_ANSWERED = frozenset({"WATT_MESH_WORKER_DIED", "WATT_WORKER_DIED", "WATT_APP_UNHANDLED_ERROR"})
+_ANSWERED = frozenset({"WATT_MESH_WORKER_DIED", "WATT_WORKER_DIED", "WATT_APP_UNHANDLED_ERROR",
+                       "WATT_OVERLOADED"})  # a 503 with Retry-After
 
 
 class MeshCallError(Exception):

@@ -25,6 +25,7 @@ class WorkerServer:
         self.tasks: set[asyncio.Task] = set()
         self.stopping = False
         self.observer = None  # observe.Observer: logs, metrics, spans; set by bootstrap
+        self.max_concurrency: int | None = None  # applications[].maxConcurrency
         # Tracebacks as the user should see them (bootstrap.user_traceback drops our frames).
         self.format_exception = lambda exc: "".join(traceback.format_exception(exc))
         # Called when the app ends this worker (SystemExit, KeyboardInterrupt):
@@ -40,6 +41,11 @@ class WorkerServer:
         if self.app is None or self.stopping:
             channel.send((p.ERROR, sid, "WATT_NO_WORKER",
                           f"worker of {self.app_id!r} is not serving"))
+            return
+        if self.max_concurrency is not None and len(self.tasks) >= self.max_concurrency:
+            channel.send((p.ERROR, sid, "WATT_OVERLOADED",
+                          f"{self.app_id!r} serves {self.max_concurrency} requests per "
+                          "worker at once (applications[].maxConcurrency)"))
             return
         stream = channel.accept_stream(sid)
         kind = frame[3][0]
