@@ -132,3 +132,15 @@ def test_a_date_header_and_no_duplicate_framing_headers(rt):
     assert reply.headers["date"].endswith("GMT")
     assert reply.headers.get_list("content-length") == ["10"]
     assert "transfer-encoding" not in reply.headers
+
+
+def test_too_many_header_fields_get_431():
+    config = {"limits": {"maxHeaderCount": 10}, "applications": [app_config("a")]}
+    with RuntimeHandle(config, engine="watt") as handle:
+        with _connect(handle) as sock:
+            fields = b"".join(b"X-F%d: v\r\n" % i for i in range(11))
+            sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\nX-A: v\r\n\r\n")
+            assert _read_response(sock, bytearray())[0] == b"HTTP/1.1 200 OK"  # 2 fields
+        with _connect(handle) as sock:
+            sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 431")

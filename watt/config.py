@@ -145,6 +145,10 @@ class LimitsConfig(_Section):
     max_header_size: Annotated[
         int, _doc("Largest request head in bytes (request line and headers).", ge=1024)
     ] = 64 * 1024
+    max_header_count: Annotated[
+        int, _doc("Most header fields in a request (431); the watt engine checks it, the "
+                  "others bound the head by size only.", ge=1)
+    ] = 100
 
 
 class HealthConfig(_Section):

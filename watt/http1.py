@@ -268,6 +268,10 @@ class H1Protocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
         self._headers.append((name, value))
+        limits = self.limits
+        if limits is not None and len(self._headers) > limits.max_header_count:
+            self._fail(431, "too many request header fields")
+            raise httptools.HttpParserError("too many headers")
         if name == b"content-length":
             self._has_body = value.strip() not in (b"0", b"")
         elif name == b"transfer-encoding":
