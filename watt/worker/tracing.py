@@ -149,7 +149,7 @@ class Span:
                  "trace_id")
 
     def __init__(self, name: str, kind: str, trace_id: str, span_id: str,
-                 parent_id: str | None, attributes: dict) -> None:
+                 parent_id: str | None, attributes: dict | str) -> None:
         self.name = name
         self.kind = kind
         self.trace_id = trace_id
@@ -185,13 +185,15 @@ class Tracer:
         return self.ratio >= 1.0 or random.random() < self.ratio
 
     def start(self, name: str, kind: str, trace_id: str, parent_id: str | None,
-              attributes: dict) -> Span:
+              attributes: dict | str) -> Span:
         return Span(name, kind, trace_id, new_span_id(), parent_id, attributes)
 
     def finish(self, span: Span, status_code: int | None, error: str | None = None) -> None:
         """End ``span`` with the HTTP status it ended with (or an error message)."""
+        attributes = span.attributes  # a dict, or JSON members already written
+        members = attributes if isinstance(attributes, str) else _attributes(attributes)[1:-1]
         if status_code is not None:
-            span.attributes["http.response.status_code"] = status_code
+            members += f'{"," if members else ""}"http.response.status_code":{int(status_code)}'
         failed = error is not None or (status_code is not None and (
             status_code >= 500 or (span.kind == "CLIENT" and status_code >= 400)))
         status = {"code": "ERROR", "message": error or ""} if failed else None
@@ -202,7 +204,7 @@ class Tracer:
             f'{{"traceId":"{span.trace_id}","spanId":"{span.span_id}",'
             f'"parentSpanId":{parent},"name":{_encode_str(span.name)},"kind":"{span.kind}",'
             f'"startTimeUnixNano":{span.start_ns},"endTimeUnixNano":{time.time_ns()},'
-            f'"attributes":{_attributes(span.attributes)},'
+            f'"attributes":{{{members}}},'
             f'"status":{_UNSET if status is None else _encode(status)},'
             f'"events":{_encode(span.events) if span.events else "[]"}}}')
         if not self._scheduled:
