@@ -230,7 +230,7 @@ class Runtime:
         if isinstance(body, str):
             body = body.encode()
         pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
-        raw = [(k.lower().encode("latin-1") if isinstance(k, str) else k,
+        raw = [(k.lower().encode("latin-1") if isinstance(k, str) else k.lower(),
                 v.encode("latin-1") if isinstance(v, str) else v) for k, v in pairs]
         if not any(k == b"host" for k, _ in raw):
             raw.insert(0, (b"host", f"{app_id}.plt.local".encode()))
