@@ -31,6 +31,7 @@ from pathlib import Path
 
 import cpu
 import entrypoint
+import http2
 import memory
 import mesh
 import observability
@@ -50,6 +51,8 @@ SCENARIOS: dict[str, tuple[Callable[[Settings], Scenario], str]] = {
     "startup": (startup.scenario, "watt start to first 200, 1 and 3 applications"),
     "realistic": (realistic.scenario, "Django and Flask through Watt vs Gunicorn sync workers"),
     "observability": (observability.scenario, "access log + tracing + /metrics on vs off"),
+    "http2": (http2.scenario, "HTTP/2 cleartext with h2load: Watt (granian, hypercorn engines) "
+              "vs granian and hypercorn alone"),
 }
 
 H2LOAD_NOTE = (

@@ -142,8 +142,12 @@ def start_ready(spec: ServerSpec, path: str = "/") -> tuple[ServerProcess, str]:
     return server, url
 
 
-def measure(spec: ServerSpec, settings: LoadSettings, path: str = "/", label: str = "") -> Measured:
-    """Start one server, wait until it answers, load ``path``, stop it; never raises for it."""
+def measure(spec: ServerSpec, settings: LoadSettings, path: str = "/", label: str = "",
+            loader: Callable | None = None) -> Measured:
+    """Start one server, wait until it answers, load ``path``, stop it; never raises for it.
+
+    ``loader(url, connections, duration_s, warmup_s, wrk)`` replaces the HTTP/1.1 load
+    (wrk, else the Python generator): benchmarks/http2.py passes h2load."""
     out = Measured(spec.name, label)
     try:
         server, url = start_ready(spec, path)
@@ -154,7 +158,7 @@ def measure(spec: ServerSpec, settings: LoadSettings, path: str = "/", label: st
     try:
         warm = f"{settings.warmup_s:g} s warm-up, then " if settings.warmup_s else ""
         log(spec.name, f"{warm}{settings.connections} connections, {settings.duration_s:g} s")
-        out.result = run_load(
+        out.result = (loader or run_load)(
             url + path, settings.connections, settings.duration_s, settings.warmup_s, settings.wrk
         )
         code = server.returncode()

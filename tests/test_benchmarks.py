@@ -124,3 +124,21 @@ def test_plot_writes_a_png_with_every_panel_kind(tmp_path, monkeypatch):
     message = plot.write(scenarios, out, "2026-01-02T00:00:00+00:00", quick=True)
     assert message == "plot: x.png"
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_h2load_output_is_read():
+    import http2
+
+    text = """finished in 3.00s, 3984.00 req/s, 152.63KB/s
+requests: 11952 total, 12112 started, 11952 done, 11950 succeeded, 2 failed, 0 errored, 0 timeout
+status codes: 11940 2xx, 0 3xx, 10 4xx, 0 5xx
+traffic: 457.95KB (468938) total, 128.41KB (131491) headers (space savings 89.04%)
+                     min         max         mean         sd        +/- sd
+time for request:    11.46ms     72.67ms     39.82ms      8.68ms    72.86%
+"""
+    result = http2.parse_h2load(text, connections=16, duration_s=3.0)
+    assert result.requests_per_s == 3984.0 and result.requests == 11950
+    assert result.errors == 2 and result.non_2xx == 10
+    assert result.p50_us == 39820.0 and result.p99_us == 72670.0  # mean and max
+    with pytest.raises(Exception, match="could not read"):
+        http2.parse_h2load("garbage", 1, 1.0)
