@@ -17,7 +17,9 @@ The loader returns a plain ASGI application that owns the program:
 
 Options (from the runtime, else from ``watt.command.json`` in the folder):
 ``command`` (string, split with :func:`shlex.split`, or a list of strings),
-``startTimeout`` (seconds, default 30), ``stopTimeout`` (seconds, default 10).
+``startTimeout`` (seconds, default 30), ``stopTimeout`` (seconds, default 10),
+``listen`` (``"port"``, default, or ``"socket"``: ``$SOCKET_PATH``, a unix socket in
+a private folder, instead of ``$PORT``).
 
 Standard library and h11 only, so it runs in a subinterpreter.
 """
@@ -99,9 +101,13 @@ def load(options: dict) -> CommandApp:
             raise CapabilityError(f"command: `{key}` must be a positive number of seconds, "
                                   f"not {value!r}", code="WATT_APP_START_FAILED")
         timeouts[key] = float(value)
+    listen = merged.get("listen", "port")
+    if listen not in ("port", "socket"):
+        raise CapabilityError(f"command: `listen` must be \"port\" or \"socket\", not "
+                              f"{listen!r}", code="WATT_APP_START_FAILED")
     return CommandApp(argv, cwd=folder, app_id=_app_id(merged, folder),
                       start_timeout=timeouts["startTimeout"],
-                      stop_timeout=timeouts["stopTimeout"])
+                      stop_timeout=timeouts["stopTimeout"], listen=listen)
 
 
 def _app_id(options: dict, folder: str) -> str:
@@ -111,6 +117,47 @@ def _app_id(options: dict, folder: str) -> str:
         return str(options["id"])
     mesh = sys.modules.get("watt.worker.mesh_client")
     return getattr(mesh, "_app_id", None) or os.path.basename(os.path.abspath(folder))
+
+
+class Address:
+    """Where the program listens: ``127.0.0.1:port`` (``$PORT``), or a unix socket
+    (``$SOCKET_PATH``, ``listen: "socket"`` in watt.command.json)."""
+
+    def __init__(self, port: int | None = None, path: str | None = None) -> None:
+        self.port, self.path = port, path
+
+    def environment(self) -> dict[str, str]:
+        if self.path is not None:
+            return {"SOCKET_PATH": self.path}
+        return {"PORT": str(self.port), "HOST": "127.0.0.1"}
+
+    async def connect(self):
+        if self.path is not None:
+            return await asyncio.open_unix_connection(self.path)
+        return await asyncio.open_connection("127.0.0.1", self.port)
+
+    @property
+    def host_header(self) -> bytes:
+        return b"localhost" if self.path is not None else f"127.0.0.1:{self.port}".encode()
+
+    def __str__(self) -> str:
+        return f"unix socket {self.path} (its $SOCKET_PATH)" if self.path is not None else \
+            f"127.0.0.1:{self.port} (its $PORT)"
+
+    def remove(self) -> None:
+        if self.path is not None:
+            import shutil
+
+            shutil.rmtree(os.path.dirname(self.path), ignore_errors=True)
+
+
+def new_address(listen: str) -> Address:
+    if listen == "socket":
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="watt-cmd-")  # 0700: only this user reaches it
+        return Address(path=os.path.join(folder, "http.sock"))
+    return Address(port=free_port())
 
 
 def free_port() -> int:
@@ -127,8 +174,11 @@ class CommandApp:
     """The ASGI application in front of one running program."""
 
     def __init__(self, argv: list[str], *, cwd: str, app_id: str,
-                 start_timeout: float = 30.0, stop_timeout: float = 10.0) -> None:
+                 start_timeout: float = 30.0, stop_timeout: float = 10.0,
+                 listen: str = "port") -> None:
         self.argv, self.cwd, self.app_id = argv, cwd, app_id
+        self.listen = listen
+        self.address: Address | None = None
         self.start_timeout, self.stop_timeout = start_timeout, stop_timeout
         self.proc: asyncio.subprocess.Process | None = None
         self.port: int | None = None
@@ -183,9 +233,12 @@ class CommandApp:
     # -- the program ----------------------------------------------------------------------
     async def start(self) -> None:
         """Start the program and wait until it listens; raise StartFailed otherwise."""
-        port = free_port()
+        address = new_address(self.listen)
+        if self.address is not None:
+            self.address.remove()  # the previous run's socket folder
+        self.address = address
         self.tail.clear()  # a failure message shows this run's output only
-        env = dict(os.environ, PORT=str(port), HOST="127.0.0.1")
+        env = dict(os.environ, **address.environment())
         env.setdefault("PYTHONUNBUFFERED", "1")
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -197,18 +250,18 @@ class CommandApp:
         self.proc = proc
         self._pumps = [asyncio.get_running_loop().create_task(self._pump(stream, out))
                        for stream, out in ((proc.stdout, "stdout"), (proc.stderr, "stderr"))]
-        failure = await self._wait_listening(proc, port)
+        failure = await self._wait_listening(proc, address)
         if failure is not None:
             await self._kill(proc)
             await self._drain_pumps()
             tail = "".join(f"\n  {line}" for line in self.tail)
             raise StartFailed(f"command `{shlex.join(self.argv)}` {failure}"
                               + (f"; last output:{tail}" if tail else "; it printed nothing"))
-        self.port = port
-        self.pool = ConnectionPool(port)
+        self.port = address.port
+        self.pool = ConnectionPool(address)
 
-    async def _wait_listening(self, proc, port: int) -> str | None:
-        """None once a TCP connect to ``port`` succeeds, else why not."""
+    async def _wait_listening(self, proc, address: Address) -> str | None:
+        """None once a connect to ``address`` succeeds, else why not."""
         exited = asyncio.ensure_future(proc.wait())
         deadline = time.monotonic() + self.start_timeout
         try:
@@ -216,13 +269,12 @@ class CommandApp:
                 if exited.done():
                     await self._drain_pumps()
                     return (f"exited with code {proc.returncode} before listening on "
-                            f"127.0.0.1:{port}")
+                            f"{address}")
                 try:
-                    _, writer = await asyncio.wait_for(
-                        asyncio.open_connection("127.0.0.1", port), 1.0)
+                    _, writer = await asyncio.wait_for(address.connect(), 1.0)
                 except (OSError, TimeoutError):
                     if time.monotonic() > deadline:
-                        return (f"did not listen on 127.0.0.1:{port} (its $PORT) within "
+                        return (f"did not listen on {address} within "
                                 f"startTimeout ({self.start_timeout:g} s)")
                     await asyncio.wait({exited}, timeout=0.05)  # readiness poll, bounded
                     continue
@@ -291,6 +343,8 @@ class CommandApp:
         if self.proc is not None:
             await self._kill(self.proc, self.stop_timeout)
             await self._drain_pumps()
+        if self.address is not None:
+            self.address.remove()
 
     async def _kill(self, proc, grace: float = 0.0) -> None:
         """SIGTERM to the program's process group, ``grace`` seconds, then SIGKILL."""
@@ -372,14 +426,14 @@ class Upstream:
 class ConnectionPool:
     """Kept-alive connections to ``127.0.0.1:port``; one request at a time on each."""
 
-    def __init__(self, port: int, max_idle: int = 32) -> None:
-        self.port, self.max_idle = port, max_idle
+    def __init__(self, address: Address, max_idle: int = 32) -> None:
+        self.address, self.max_idle = address, max_idle
         self.idle: list[Upstream] = []
         self.closed = False
 
     async def _connect(self) -> Upstream:
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            reader, writer = await self.address.connect()
         except OSError as exc:
             raise UpstreamUnavailable(str(exc)) from None
         return Upstream(reader, writer)
@@ -413,7 +467,7 @@ class ConnectionPool:
             elif body or scope["method"] not in ("GET", "HEAD", "DELETE", "OPTIONS"):
                 headers.append((b"content-length", str(len(body)).encode()))
         if not any(k.lower() == b"host" for k, _ in headers):
-            headers.append((b"host", f"127.0.0.1:{self.port}".encode()))
+            headers.append((b"host", self.address.host_header))
         request = h11.Request(method=scope["method"], target=target, headers=headers)
         # A kept-alive connection the program has closed meanwhile shows as a reset or
         # an early EOF: retry once on a fresh one when the whole body is still at hand.

@@ -9,6 +9,7 @@ import shlex
 import shutil
 import sys
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -228,3 +229,54 @@ def test_command_option_parsing():
     for bad in ("", [], None, [1]):
         with pytest.raises(command.CapabilityError):
             command.parse_command(bad)
+
+
+UNIX_PROGRAM = '''
+import http.server, os, socketserver
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = ("unix " + self.path + " host=" + self.headers["host"]).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def address_string(self):
+        return "unix"
+
+print("PORT set:", "PORT" in os.environ, "socket:", os.environ["SOCKET_PATH"], flush=True)
+socketserver.UnixStreamServer(os.environ["SOCKET_PATH"], Handler).serve_forever()
+'''
+
+
+def test_a_program_can_listen_on_a_unix_socket(tmp_path, watt_runtime):
+    folder = tmp_path / "unix_app"
+    folder.mkdir()
+    (folder / "server.py").write_text(UNIX_PROGRAM)
+    (folder / command.CONFIG_FILE).write_text(json.dumps(
+        {"command": [sys.executable, "server.py"], "listen": "socket"}))
+    rt = watt_runtime({"entrypoint": "unix", "applications": [
+        {"id": "unix", "path": str(folder), "kind": "command"}, app_config("front")]})
+    for _ in range(3):  # kept alive: the same socket connection serves them
+        reply = httpx.get(rt.url + "/hello?x=1", timeout=30)
+        assert reply.status_code == 200 and reply.text.startswith("unix /hello?x=1 host=")
+    mesh = rt.inject("front", "GET", "/mesh?target=unix.plt.local&path=/via-mesh").json()
+    assert mesh["status"] == 200 and mesh["body"].startswith("unix /via-mesh")
+    wait_for(lambda: any(r["msg"].startswith("PORT set: False") for r in rt.logs(app="unix")))
+    line = next(r["msg"] for r in rt.logs(app="unix") if r["msg"].startswith("PORT set"))
+    socket_path = Path(line.split("socket: ", 1)[1])
+    assert socket_path.is_socket() and (socket_path.parent.stat().st_mode & 0o077) == 0
+    rt.stop()
+    assert not socket_path.parent.exists()  # its private folder goes with the app
+
+
+def test_listen_must_be_port_or_socket(tmp_path, watt_runtime):
+    from watt import WattError
+
+    folder = program_folder(tmp_path, listen="pipe")
+    with pytest.raises(WattError) as info:
+        watt_runtime({"applications": [{"id": "cmd", "path": folder, "kind": "command"}]})
+    assert "listen" in str(info.value)
