@@ -294,6 +294,12 @@ def _headers(scope: dict) -> dict:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
+def needs_restart(changed: list[str]) -> bool:
+    """Files are read from disk on every request: an edit is served at once, no
+    restart (``watt dev``); only a Python file (a misdetected folder) would need one."""
+    return any(path.endswith(".py") for path in changed)
+
+
 capability = Capability(
     name="static",
     loader="capabilities.static:load",
@@ -301,4 +307,5 @@ capability = Capability(
     isolation="auto",
     priority=5,
     description="a folder of static files (index.html, no Python entry file)",
+    needs_restart=needs_restart,
 )

@@ -209,3 +209,22 @@ def test_owners_picks_the_deepest_folder():
     assert owners(["/p/a/x.py"], {"b": "/p/b"}) == {}
     assert watch_roots(["/p/a", "/p", "/q/b", "/p/a"]) == ["/p", "/q/b"]
     assert watch_roots(["/p/ab", "/p/a"]) == ["/p/a", "/p/ab"]
+
+
+def test_a_static_application_serves_an_edit_without_a_restart(tmp_path, watt_runtime):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<p>before</p>")
+    rt = watt_runtime({"applications": [{"id": "site", "path": str(site)}]})
+    assert "before" in httpx.get(rt.url + "/").text
+    (site / "index.html").write_text("<p>after</p>")
+
+    async def change() -> dict:
+        reloader = Reloader(rt.runtime)
+        reloader.handle({str(site / "index.html")})
+        return dict(reloader._running)
+
+    assert rt._call(change()) == {}  # no restart started
+    assert "after" in httpx.get(rt.url + "/").text
+    assert rt.applications()[0]["restarts"] == 0
+    assert any("served as is" in r["msg"] for r in rt.logs(app="site"))

@@ -44,6 +44,9 @@ class Capability:
       subinterpreter).
     - ``priority``: higher is tried first when detecting (specific before generic).
     - ``build``: the build step ``watt build`` runs, if the kind has one.
+    - ``needs_restart``: ``watt dev``'s hook, ``needs_restart(changed_files) -> bool``:
+      whether running workers must restart to see those changes (None: always;
+      the static kind serves files from disk as they are, so it never needs to).
     """
 
     name: str
@@ -55,6 +58,8 @@ class Capability:
     #: ``build(path, options) -> (exit status, output)``, run by ``watt build`` in the
     #: main process (e.g. Django's collectstatic); None when the kind needs no build.
     build: Callable[[str, dict], tuple[int, str]] | None = None
+    #: ``needs_restart(changed files) -> bool`` for ``watt dev``; None: restart on any change.
+    needs_restart: Callable[[list[str]], bool] | None = None
 
 
 _CANDIDATES = (("main.py", "app"), ("app.py", "app"), ("asgi.py", "application"),

@@ -146,6 +146,13 @@ class Reloader:
             present = [f for f in files if os.path.exists(f)] or files  # not editors' temp files
             shown = ", ".join(os.path.relpath(f, self.folders[app_id]) for f in present[:3])
             more = f" and {len(present) - 3} more" if len(present) > 3 else ""
+            pool = self.runtime.pools.get(app_id)
+            hook = pool.capability.needs_restart if pool is not None else None
+            if hook is not None and not hook(present):
+                logger.bind(app=app_id).info(
+                    f"{shown}{more} changed: served as is ({pool.capability.name} "
+                    "applications need no restart for it)")
+                continue
             logger.bind(app=app_id).info(f"{shown}{more} changed: restarting {app_id!r}")
             if app_id in self._running:
                 self._again.add(app_id)  # restart once more when the current one ends
