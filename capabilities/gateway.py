@@ -51,7 +51,14 @@ import sys
 
 from watt.capability import Capability
 
-from .gateway_config import CONFIG_FILE, GatewayConfig, Route, merge_openapi, read_config
+from .gateway_config import (
+    CONFIG_FILE,
+    GatewayConfig,
+    Route,
+    merge_openapi,
+    parse_config,
+    read_config,
+)
 
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection",
                          b"transfer-encoding", b"te", b"trailer", b"upgrade",
@@ -65,6 +72,10 @@ def detect(path: str) -> dict | None:
 
 
 def load(options: dict) -> Gateway:
+    """The routes from the application's ``gateway`` config key, else its
+    watt.gateway.json."""
+    if options.get("gateway") is not None:
+        return Gateway(parse_config(options["gateway"], "watt.json (gateway)", options.get("id")))
     return Gateway(read_config(options.get("path") or sys.path[0], options.get("id")))
 
 

@@ -280,3 +280,15 @@ def test_listen_must_be_port_or_socket(tmp_path, watt_runtime):
     with pytest.raises(WattError) as info:
         watt_runtime({"applications": [{"id": "cmd", "path": folder, "kind": "command"}]})
     assert "listen" in str(info.value)
+
+
+def test_command_keys_in_watt_json_win_over_the_file(tmp_path, watt_runtime):
+    folder = tmp_path / "unix_app"
+    folder.mkdir()
+    (folder / "server.py").write_text(UNIX_PROGRAM)
+    (folder / command.CONFIG_FILE).write_text(json.dumps({"command": "false"}))
+    rt = watt_runtime({"applications": [
+        {"id": "unix", "path": str(folder), "kind": "command",
+         "command": [sys.executable, "server.py"], "listen": "socket",
+         "startTimeout": 20, "stopTimeout": 2}]})
+    assert httpx.get(rt.url + "/x", timeout=30).text.startswith("unix /x")

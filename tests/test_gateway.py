@@ -341,3 +341,31 @@ def test_openapi_merge_renames_colliding_components():
     assert ref("/b/thing") == "#/components/schemas/two_Thing"
     assert merged["paths"]["/b/thing"]["get"]["operationId"] == "two_get_thing"
     assert merged["tags"] == [{"name": "things"}]
+
+
+def test_routes_can_be_given_in_watt_json_instead_of_a_file(tmp_path, watt_runtime):
+    from support import app_config
+
+    folder = tmp_path / "gw"
+    folder.mkdir()  # no watt.gateway.json: the routes come from the config
+    rt = watt_runtime({"entrypoint": "gw", "applications": [
+        {"id": "gw", "path": str(folder), "kind": "gateway", "gateway": {
+            "routes": [{"prefix": "/b", "to": "back",
+                        "responseHeaders": {"set": {"x-via": "gateway"}}}],
+            "openapi": False}},
+        app_config("back")]})
+    reply = httpx.get(rt.url + "/b/whoami", timeout=30)
+    assert reply.status_code == 200 and reply.json()["app"] == "back"
+    assert reply.headers["x-via"] == "gateway"
+    assert httpx.get(rt.url + "/elsewhere", timeout=30).status_code == 404
+
+
+def test_gateway_keys_in_watt_json_are_checked_by_the_schema():
+    from watt import load_config
+    from watt.errors import WattError
+
+    with pytest.raises(WattError) as info:
+        load_config({"applications": [{"id": "gw", "path": ".", "kind": "gateway",
+                                       "gateway": {"routes": [{"prefix": "api", "to": "x"}]}}]})
+    assert info.value.code == "WATT_CONFIG_INVALID_TYPE"
+    assert "applications[0].gateway.routes[0].prefix" in str(info.value)

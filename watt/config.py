@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from dotenv import dotenv_values
 
+from watt.config_capabilities import CommandListen, GatewayConfig
 from watt.config_telemetry import (
     AppLoggerConfig,
     LoggerConfig,
@@ -110,6 +111,22 @@ class ApplicationConfig(_Section):
     health: Annotated[
         AppHealthConfig, _doc("Readiness and liveness checks of the application.")] = \
         AppHealthConfig()
+    gateway: Annotated[
+        GatewayConfig | None,
+        _doc("gateway: the routes, as in watt.gateway.json (which this replaces)."),
+    ] = None
+    start_timeout: Annotated[
+        Annotated[float, msgspec.Meta(gt=0)] | None,
+        _doc("command: seconds the program may take to listen (default 30)."),
+    ] = None
+    stop_timeout: Annotated[
+        Annotated[float, msgspec.Meta(gt=0)] | None,
+        _doc("command: seconds between SIGTERM and SIGKILL (default 10)."),
+    ] = None
+    listen: Annotated[
+        CommandListen | None,
+        _doc("command: `port` ($PORT, default) or `socket` ($SOCKET_PATH, a unix socket)."),
+    ] = None
     max_concurrency: Annotated[
         Annotated[int, msgspec.Meta(ge=1)] | None,
         _doc("Requests each worker serves at once, from the entrypoint and the mesh alike; "

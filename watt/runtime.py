@@ -327,9 +327,12 @@ def resolve_capability(app: ApplicationConfig, config: LoadedConfig) -> tuple[Ca
     if app.app:
         options = dict(options, app=app.app)
     for key, value in (("threads", app.threads), ("index", app.index), ("max_age", app.max_age),
-                       ("command", app.command)):
+                       ("command", app.command), ("startTimeout", app.start_timeout),
+                       ("stopTimeout", app.stop_timeout), ("listen", app.listen)):
         if value is not None:  # capability options the config sets
             options = dict(options, **{key: value})
+    if app.gateway is not None:  # as watt.gateway.json would say it (camelCase keys)
+        options = dict(options, gateway=msgspec.to_builtins(app.gateway))
     return capability, dict(options, id=app.id)
 
 
