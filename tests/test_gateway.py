@@ -369,3 +369,16 @@ def test_gateway_keys_in_watt_json_are_checked_by_the_schema():
                                        "gateway": {"routes": [{"prefix": "api", "to": "x"}]}}]})
     assert info.value.code == "WATT_CONFIG_INVALID_TYPE"
     assert "applications[0].gateway.routes[0].prefix" in str(info.value)
+
+
+@pytest.mark.parametrize(("path", "expect"), [
+    ("/django/hello?name=Ada", "Ada"),          # Django (the django example's greeter)
+    ("/quart/hello?name=Ada", "Ada"),           # Quart
+    ("/litestar/items/kettle", '"count"'),      # Litestar, in a process
+    ("/wsgi/hello?name=Ada", "Ada"),            # a bare WSGI callable
+    ("/clock/time", '"epoch"'),                 # a command (its own program)
+])
+def test_every_capability_answers_behind_the_gateway(rt, path, expect):
+    reply = get(rt, path)
+    assert reply.status_code == 200, reply.text
+    assert expect in reply.text
