@@ -71,15 +71,8 @@ def start(config_path: str | None, hostname: str | None, port: int | None,
     """
     from .main import run
 
-    try:
-        run(config_path or _default_config(), hostname=hostname, port=port,
-            log_level=log_level, start_timeout=start_timeout, workers=workers)
-    except WattError as exc:
-        click.echo(f"error: {exc}", err=True)
-        _exit(EXIT_CONFIG if exc.code.startswith("WATT_CONFIG") else EXIT_START)
-    except KeyboardInterrupt:
-        pass
-    _exit(0)
+    _serve_and_exit(run, config_path, hostname=hostname, port=port, log_level=log_level,
+                    start_timeout=start_timeout, workers=workers)
 
 
 @main.command()
@@ -95,9 +88,15 @@ def dev(config_path: str | None, hostname: str | None, port: int | None,
     """
     from .dev import run_dev
 
+    _serve_and_exit(run_dev, config_path, hostname=hostname, port=port, log_level=log_level,
+                    start_timeout=start_timeout, workers=workers)
+
+
+def _serve_and_exit(serve, config_path: str | None, **options) -> None:
+    """Run ``serve`` (watt.run, or watt dev's) until it returns, then exit with the
+    code that says how it ended."""
     try:
-        run_dev(config_path or _default_config(), hostname=hostname, port=port,
-                log_level=log_level, start_timeout=start_timeout, workers=workers)
+        serve(config_path or _default_config(), **options)
     except WattError as exc:
         click.echo(f"error: {exc}", err=True)
         _exit(EXIT_CONFIG if exc.code.startswith("WATT_CONFIG") else EXIT_START)
