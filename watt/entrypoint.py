@@ -91,7 +91,7 @@ async def forward(router, app_id: str, scope: dict, receive, send, limits=None) 
     scope = dict(scope, headers=edge_headers(scope))
     if scope["type"] == "http":
         pool = router.pools.get(app_id)
-        refused = _refuse(scope, pool, limits) if limits is not None else None
+        refused = refuse(scope, pool, limits) if limits is not None else None
         if refused is not None:
             await _send_error(send, refused)
             return
@@ -124,8 +124,9 @@ def _no_repick() -> None:
     return None
 
 
-def _refuse(scope: dict, pool, limits) -> str | None:
-    """The code of a limit this request breaks before it is sent on, or None."""
+def refuse(scope: dict, pool, limits) -> str | None:
+    """The code of a limit this request breaks before it is sent on, or None (both
+    the ASGI engines and the watt engine ask)."""
     if limits.max_concurrency and pool is not None and pool.in_flight >= limits.max_concurrency:
         return "WATT_OVERLOADED"
     if limits.max_body_size:

@@ -34,7 +34,7 @@ from loguru import logger
 
 from .channel import protocol as p
 from .channel.endpoint import Stream
-from .entrypoint import bind_socket, edge_headers, format_url
+from .entrypoint import bind_socket, edge_headers, format_url, refuse
 
 _REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 _NO_BODY_STATUS = frozenset({204, 304})
@@ -348,10 +348,9 @@ class H1Protocol(asyncio.Protocol):
 class _Exchange:
     """One request and its response; the stream handler its channel feeds."""
 
-    __slots__ = ("body_done", "chunked", "deadline", "head", "headers", "keep_alive",
-                 "left", "more", "pending", "pool", "proto", "request", "repicked",
-                 "response_started", "scope", "stream", "unacked", "budget", "done",
-                 "ended")
+    __slots__ = ("budget", "chunked", "deadline", "done", "ended", "head", "headers",
+                 "keep_alive", "more", "pending", "pool", "proto", "repicked", "request",
+                 "response_started", "scope", "stream", "unacked")
 
     def __init__(self, proto: H1Protocol, scope: dict, keep_alive: bool, head: bool) -> None:
         self.proto = proto
@@ -363,10 +362,8 @@ class _Exchange:
         self.pool = None
         self.pending: list[bytes] = []  # body bytes waiting for a stream or for credit
         self.more = True  # the request body goes on
-        self.body_done = False
         self.response_started = False
         self.chunked = False
-        self.left: int | None = None  # response bytes still due, with content-length
         self.deadline: float | None = None
         self.request: tuple | None = None
         self.repicked = False
@@ -385,17 +382,9 @@ class _Exchange:
         limits = proto.limits
         pool = router.pools.get(proto.app_id)
         if limits is not None:
-            if limits.max_concurrency and pool is not None and \
-                    pool.in_flight >= limits.max_concurrency:
-                return self._error("WATT_OVERLOADED")
-            if self.budget is not None:
-                for name, value in self.headers:
-                    if name == b"content-length":
-                        try:
-                            if int(value) > self.budget:
-                                return self._error("WATT_BODY_TOO_LARGE", close=True)
-                        except ValueError:
-                            pass
+            refused = refuse(self.scope, pool, limits)
+            if refused is not None:  # a body left unread: the connection cannot go on
+                return self._error(refused, close=refused == "WATT_BODY_TOO_LARGE")
             if limits.request_timeout:
                 self.deadline = time.monotonic() + limits.request_timeout / 1000
         worker = router.pick(proto.app_id)
@@ -448,7 +437,6 @@ class _Exchange:
             self.pending.append(chunk)
         if not more:
             self.more = False
-            self.body_done = True
         if self.stream is not None:
             self._flush_body()
 
@@ -538,10 +526,8 @@ class _Exchange:
         self.head = bodiless
         if length is not None:
             parts.append(b"content-length: %d\r\n" % length)
-            self.left = length
         elif not more and not bodiless:
             parts.append(b"content-length: %d\r\n" % len(body))
-            self.left = len(body)
         elif not bodiless:
             if version == b"1.1":
                 self.chunked = True

@@ -30,7 +30,7 @@ from loguru import logger
 
 from ..config_telemetry import DEFAULT_REDACT, LogFileConfig, LoggerConfig
 from ..errors import ConfigError
-from ..worker.telemetry import LEVELS, Redactor
+from ..worker.telemetry import LEVELS, Redactor, extra_members, json_line, loguru_text
 
 _encode = json.encoder.encode_basestring
 _COLOURS = {"trace": "\x1b[2m", "debug": "\x1b[34m", "info": "\x1b[32m", "success": "\x1b[32m",
@@ -147,26 +147,12 @@ class LogHub:
         record = message.record
         level = record["level"].name.lower()
         extra = dict(record["extra"])
-        app = extra.pop("app", "watt")
+        head = self._prefix + ',"app":' + _encode(str(extra.pop("app", "watt")))
         worker = extra.pop("worker", None)
-        msg = record["message"]
-        if record["exception"] is not None:
-            import traceback
-
-            exc = record["exception"]
-            msg += "\n" + "".join(traceback.format_exception(exc.type, exc.value,
-                                                               exc.traceback))
-        parts = ['{"level":"', level, '","time":',
-                 str(int(record["time"].timestamp() * 1000)), self._prefix,
-                 ',"app":', _encode(str(app))]
         if worker is not None:
-            parts += [',"worker":', json.dumps(worker)]
-        parts += [',"msg":', _encode(msg)]
-        if extra:
-            parts += [",", json.dumps(self.redact(extra), default=str,
-                                      separators=(",", ":"))[1:-1]]
-        parts.append("}")
-        self.write(level, "".join(parts))
+            head += ',"worker":' + json.dumps(worker)
+        self.write(level, json_line(level, int(record["time"].timestamp() * 1000), head,
+                                    loguru_text(record), extra_members(self.redact, extra)))
 
     # -- lines out ------------------------------------------------------------------------
     def subscribe(self, size: int = 10_000) -> asyncio.Queue:

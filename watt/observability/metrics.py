@@ -306,10 +306,6 @@ class MetricsApp:
         return (200 if ok else 503), {"live": ok, "state": self.runtime.state}
 
 
-#: The probes alone (no metrics): what older code and tests call it.
-ProbesApp = MetricsApp
-
-
 def _authorized(scope: dict, expected: bytes) -> bool:
     for name, value in scope["headers"]:
         if name == b"authorization":

@@ -99,14 +99,16 @@ class WorkerMetrics:
             # A process worker: its whole CPU time; a subinterpreter: its loop
             # thread's (threads it starts are counted in the runtime process).
             "cpu": time.process_time() if self._own_process else time.thread_time(),
-            "memory": _rss() if self._own_process else None,
+            "memory": resident_memory() if self._own_process else None,
             "gc": [[s["collections"], s["collected"], s["uncollectable"]]
                    for s in gc.get_stats()],
             "custom": _custom_metrics(),
         }
 
 
-def _rss() -> int | None:
+def resident_memory() -> int | None:
+    """This process's resident memory in bytes (``/proc/self/statm``), None if unknown.
+    Only a process worker's own: a subinterpreter shares the runtime's."""
     try:
         with open("/proc/self/statm") as fh:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -28,6 +28,7 @@ import time
 from watt.channel import protocol as p
 
 from .context import current
+from .metrics import resident_memory
 
 
 class MeteredSelector(selectors.DefaultSelector):
@@ -48,13 +49,8 @@ class MeteredSelector(selectors.DefaultSelector):
 def _memory_bytes(own_process: bool) -> int:
     """Resident memory of a process worker; -1 for a subinterpreter, whose memory
     cannot be told apart from the process's without tracing every allocation."""
-    if not own_process:
-        return -1
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return -1
+    rss = resident_memory() if own_process else None
+    return -1 if rss is None else rss
 
 
 async def run_check(check, timeout: float) -> int | None:
@@ -138,6 +134,32 @@ def _copy(value):
     return value
 
 
+def json_line(level: str, time_ms: int, head: str, msg: str, members: str = "") -> str:
+    """One log line: level and time, ``head`` (the ``,"key":value`` members that
+    say where it comes from), the message, then extra ``members``.  Workers and
+    the runtime's own messages share it, so every line has one shape."""
+    tail = "," + members if members else ""
+    return f'{{"level":"{level}","time":{time_ms}{head},"msg":{_encode(msg)}{tail}}}'
+
+
+def extra_members(redact: Redactor, fields: dict | None) -> str:
+    """Extra fields as JSON object members (no braces), redacted; "" for none."""
+    if not fields:
+        return ""
+    return json.dumps(redact(fields), separators=(",", ":"), default=str)[1:-1]
+
+
+def loguru_text(record) -> str:
+    """A loguru record's message, with its exception's traceback when it has one."""
+    msg = record["message"]
+    if record["exception"] is not None:
+        import traceback
+
+        exc = record["exception"]
+        msg += "\n" + "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+    return msg
+
+
 class LogEmitter:
     """Builds this worker's log lines and sends them to the main side as LOG frames.
 
@@ -167,22 +189,15 @@ class LogEmitter:
 
     def line(self, level: str, msg: str, fields: dict | None = None) -> str:
         """The JSON line: fixed fields first, then the request's ids, then extras."""
-        parts = ['{"level":"', level, '","time":', str(time.time_ns() // 1_000_000),
-                 self._static]
+        head = self._static
         ctx = current.get()
         if ctx is not None:
             if ctx.req_id is not None:
-                parts += [',"reqId":', _encode(ctx.req_id)]
+                head += ',"reqId":' + _encode(ctx.req_id)
             if ctx.trace_id is not None:
-                parts += [',"traceId":', _encode(ctx.trace_id), ',"spanId":',
-                          _encode(ctx.span_id or "")]
-        parts += [',"msg":', _encode(msg)]
-        if fields:
-            extra = json.dumps(self.redact(fields), separators=(",", ":"), default=str)
-            if len(extra) > 2:
-                parts += [",", extra[1:-1]]
-        parts.append("}")
-        return "".join(parts)
+                head += f',"traceId":{_encode(ctx.trace_id)},"spanId":{_encode(ctx.span_id or "")}'
+        return json_line(level, time.time_ns() // 1_000_000, head, msg,
+                         extra_members(self.redact, fields))
 
     def emit(self, level: str, msg: str, fields: dict | None = None) -> None:
         if LEVELS.get(level, 20) >= self.threshold:
@@ -318,16 +333,9 @@ def loguru_sink(emitter: LogEmitter):
         level = record["level"].name.lower()
         if not emitter.enabled(level):
             return
-        msg = record["message"]
-        if record["exception"] is not None:
-            import traceback
-
-            exc = record["exception"]
-            msg += "\n" + "".join(traceback.format_exception(exc.type, exc.value,
-                                                               exc.traceback))
         fields = dict(record["extra"])
         fields["logger"] = record["name"]
-        emitter.send(level, emitter.line(level, msg, fields))
+        emitter.send(level, emitter.line(level, loguru_text(record), fields))
 
     return sink
 
