@@ -28,6 +28,7 @@ run: $(STAMP)
 	$(PY) -m watt.cli start -c examples/$(EXAMPLE)/watt.json
 
 test: $(STAMP)
+	@scripts/system-deps
 	$(PY) -m pytest
 
 # The bench extra's packages only, on top of $(STAMP): the project itself is not
