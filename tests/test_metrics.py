@@ -123,6 +123,55 @@ def test_metrics_are_pushed_to_a_pushgateway(watt_runtime):
         assert received[0][:2] == ("PUT", "/metrics/job/shop")
 
 
+def _otlp_metrics(body: bytes) -> dict:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    request = ExportMetricsServiceRequest.FromString(body)
+    [resource] = request.resource_metrics
+    return {"resource": {a.key: a.value.string_value for a in resource.resource.attributes},
+            "metrics": {m.name: m for scope in resource.scope_metrics for m in scope.metrics}}
+
+
+def test_metrics_are_pushed_as_otlp(watt_runtime):
+    with recording_server() as (url, received):
+        rt = watt_runtime({"applications": [app_config("pushed", workers=2)], "metrics": {
+            "otlp": {"endpoint": f"{url}/v1/metrics", "interval": 100, "serviceName": "shop",
+                     "headers": {"x-api-key": "k1"}}}})
+        for _ in range(4):
+            assert rt.inject("pushed", "GET", "/whoami").status == 200
+
+        def four_requests():
+            for method, path, headers, body in list(received):
+                metrics = _otlp_metrics(body)["metrics"]
+                counted = metrics.get("http_requests")
+                if counted is not None and sum(
+                        p.as_double for p in counted.sum.data_points) == 4:
+                    return method, path, headers, body
+            return None
+
+        wait_for(four_requests)
+        method, path, headers, body = four_requests()
+    assert (method, path) == ("POST", "/v1/metrics")
+    headers = {key.lower(): value for key, value in headers.items()}
+    assert headers["content-type"] == "application/x-protobuf"
+    assert headers["x-api-key"] == "k1"
+    decoded = _otlp_metrics(body)
+    assert decoded["resource"]["service.name"] == "shop"
+    requests = decoded["metrics"]["http_requests"].sum
+    assert requests.is_monotonic
+    labels = [{a.key: a.value.string_value for a in p.attributes} for p in requests.data_points]
+    workers = {(x["applicationId"], x["workerId"]) for x in labels}
+    assert workers == {("pushed", "0"), ("pushed", "1")}  # round robin: both served
+    duration = decoded["metrics"]["http_request_duration_seconds"].histogram
+    point = duration.data_points[0]
+    assert len(point.bucket_counts) == len(point.explicit_bounds) + 1
+    assert sum(point.bucket_counts) == point.count
+    summary = decoded["metrics"]["http_request_summary_seconds"]
+    assert summary.summary.data_points[0].quantile_values
+
+
 def test_families_from_snapshots_are_pure():
     snapshot = {"app": "a", "worker": 1, "isolation": "subinterpreter", "data": {
         "requests": [["GET", 200, 2, 0.3, [1, 0, 0, 0, 0, 0, 1] + [0] * 8]],

@@ -96,6 +96,16 @@ class MetricsPushConfig(_Section):
     interval: Annotated[int, _doc("Milliseconds between two pushes.", ge=100)] = 15000
 
 
+class MetricsOtlpConfig(_Section):
+    """Push the metrics to an OpenTelemetry collector as OTLP over HTTP/protobuf."""
+
+    endpoint: Annotated[str, _doc("The collector's metrics URL, e.g. "
+                                  "http://127.0.0.1:4318/v1/metrics.")]
+    headers: Annotated[dict[str, str], _doc("Extra request headers (e.g. an API key).")] = {}
+    interval: Annotated[int, _doc("Milliseconds between two pushes.", ge=100)] = 15000
+    service_name: Annotated[str, _doc("The `service.name` resource attribute.")] = "watt"
+
+
 class MetricsConfig(_Section):
     """The runtime's own HTTP server, off the entrypoint: /metrics, /ready, /live."""
 
@@ -106,6 +116,8 @@ class MetricsConfig(_Section):
     auth: Annotated[MetricsAuthConfig | None, _doc("Basic auth for the metrics path.")] = None
     labels: Annotated[dict[str, str], _doc("Constant labels added to every metric.")] = {}
     push: Annotated[MetricsPushConfig | None, _doc("Also push to a Pushgateway.")] = None
+    otlp: Annotated[MetricsOtlpConfig | None, _doc("Also push as OTLP metrics "
+                                                   "(`pip install 'watt[otlp]'`).")] = None
 
 
 class ManagementApiConfig(_Section):

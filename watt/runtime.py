@@ -26,6 +26,7 @@ from .errors import ConfigError, WattError
 from .isolation import WorkerHandle
 from .observability.logging import configure_logging, hub
 from .observability.metrics import MetricsApp, MetricsCollector, push_loop
+from .observability.metrics_otlp import check_available, otlp_push_loop
 from .observability.tracing import SpanSink
 from .pool import AppPool
 from .router import Router
@@ -71,6 +72,7 @@ class Runtime:
         self.metrics = MetricsCollector(self)
         self.tracing: SpanSink | None = None  # when `telemetry` is configured
         self._push_task: asyncio.Task | None = None
+        self._otlp_task: asyncio.Task | None = None
 
     # -- life cycle -----------------------------------------------------------------
     async def start(self) -> str:
@@ -91,6 +93,8 @@ class Runtime:
         telemetry = self.config.telemetry
         if telemetry is not None and telemetry.enabled:
             self.tracing = SpanSink(telemetry)
+        if self.config.metrics.otlp is not None:
+            check_available()
         try:
             pools = [self._make_pool(app) for app in self.config.applications]
             entry = self.config.entrypoint
@@ -124,6 +128,10 @@ class Runtime:
         if probes.push is not None:
             self._push_task = asyncio.get_running_loop().create_task(push_loop(
                 self.metrics, probes.push.url, probes.push.job, probes.push.interval / 1000))
+        if probes.otlp is not None:
+            self._otlp_task = asyncio.get_running_loop().create_task(otlp_push_loop(
+                self.metrics, probes.otlp.endpoint, probes.otlp.headers,
+                probes.otlp.interval / 1000, probes.otlp.service_name))
         if self.config.health.enabled:
             self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
         management = self.config.management_api
@@ -166,7 +174,7 @@ class Runtime:
         if self._state in ("stopped", "stopping"):
             return
         self._state = "stopping"
-        for task in (self._health_task, self._push_task):
+        for task in (self._health_task, self._push_task, self._otlp_task):
             if task is not None:
                 task.cancel()
         if self.management is not None:
