@@ -571,7 +571,8 @@ def test_schema_shape() -> None:
     assert set(schema["properties"]) == {"$schema", "entrypoint", "server", "applications",
                                          "autoload", "mesh", "restartOnError",
                                          "gracefulShutdown", "limits", "managementApi",
-                                         "workers", "metrics", "health", "logger", "telemetry"}
+                                         "workers", "metrics", "health", "logger", "telemetry",
+                                         "deploy"}
     assert schema["$defs"]["MeshConfig"]["properties"]["timeout"]["exclusiveMinimum"] == 0
     app = schema["$defs"]["ApplicationConfig"]
     assert app["required"] == ["id", "path"]

@@ -14,6 +14,8 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_build import build_deploy
+from .cli_build import options as _deploy_options
 from .errors import WattError
 from .scaffold import KINDS as _CREATE_KINDS
 
@@ -108,12 +110,17 @@ def _serve_and_exit(serve, config_path: str | None, **options) -> None:
 @main.command()
 @click.option("-c", "--config", "config_path", default=None, metavar="FILE",
               help="watt.json or watt.toml (default: the one in the current folder).")
-def build(config_path: str | None) -> None:
+@_deploy_options
+def build(config_path: str | None, container: bool, k8s: bool, out: str | None) -> None:
     """Run each application's build step (capability-defined, e.g. Django's collectstatic).
 
     Prints one line per application; exit 0 when every build passed, 1 when
     one failed (its output is shown), 2 when the configuration is invalid.
+    --container / --k8s write a Docker build context / Kubernetes manifests instead
+    (docs/deploying.md).
     """
+    if container or k8s:
+        return build_deploy(config_path or _default_config(), container, k8s, out)
     from .config import load_config
     from .runtime import resolve_capability
 

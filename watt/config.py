@@ -25,6 +25,7 @@ import msgspec
 from dotenv import dotenv_values
 
 from watt.config_capabilities import CommandListen, GatewayConfig
+from watt.config_deploy import DeployConfig
 from watt.config_telemetry import (
     AppLoggerConfig,
     LoggerConfig,
@@ -255,6 +256,9 @@ class Config(_Section):
     autoload: Annotated[
         AutoloadConfig | None, _doc("Load every sub-folder of a folder as an application.")
     ] = None
+    deploy: Annotated[
+        DeployConfig, _doc("Container and Kubernetes settings (`watt build --container`, "
+                           "`--k8s`) and the drain after SIGTERM.")] = DeployConfig()
 
 
 class LoadedConfig(msgspec.Struct):

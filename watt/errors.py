@@ -69,6 +69,12 @@ CODES: dict[str, str] = {
     "WATT_APP_START_TIMEOUT": "A worker did not report ready within the start timeout.",
     "WATT_APP_UNHANDLED_ERROR": "The application raised before it finished its response.",
     "WATT_BODY_TOO_LARGE": "A request body is larger than `limits.maxBodySize` (413).",
+    "WATT_BUILD_LOCK_INVALID": "An application's lock or pyproject.toml cannot be read.",
+    "WATT_BUILD_MISSING_DEPENDENCY": "`watt build --k8s` needs PyYAML (`watt[deploy]`).",
+    "WATT_BUILD_OUTSIDE_PROJECT": "An application lives outside the folder the image holds.",
+    "WATT_BUILD_OUT_INVALID": (
+        "`watt build --out` names the project, or a folder that holds no earlier build."
+    ),
     "WATT_CAPABILITY_UNDETECTED": (
         "No capability recognises the application folder; set `kind`/`app`."
     ),
