@@ -25,6 +25,7 @@ import msgspec
 from dotenv import dotenv_values
 
 from watt.config_capabilities import CommandListen, GatewayConfig
+from watt.config_edge import AppCors, EdgeServerConfig
 from watt.config_deploy import DeployConfig
 from watt.config_telemetry import (
     AppLoggerConfig,
@@ -50,7 +51,7 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, rename="camel", froze
     """Base of the schema Structs: unknown keys are errors, keys are camelCase."""
 
 
-class ServerConfig(_Section):
+class ServerConfig(EdgeServerConfig):
     """The public HTTP server that serves the entrypoint application."""
 
     hostname: Annotated[str, _doc("Address to bind.")] = "127.0.0.1"
@@ -138,6 +139,7 @@ class ApplicationConfig(_Section):
         _doc("Milliseconds this application's workers may take to finish in-flight "
              "requests at shutdown (default: `gracefulShutdown.application`)."),
     ] = None
+    cors: AppCors = None
 
 
 class LimitsConfig(_Section):

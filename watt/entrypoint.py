@@ -11,7 +11,6 @@ granian embedded) runs on the main loop; only it binds a port.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import socket
 
@@ -20,6 +19,8 @@ from loguru import logger
 from .capability import accept_lifespan
 from .channel import protocol as p
 from .channel.endpoint import Stream, StreamClosed
+from .edge.proxy import DEFAULT as DEFAULT_EDGE
+from .edge.proxy import edge_headers  # noqa: F401 (moved there; kept importable)
 from .errors import WattError
 
 
@@ -32,63 +33,38 @@ async def _send_error(send, code: str) -> None:
 class Forwarder:
     """The ASGI application an engine serves: forwards to the entrypoint app's workers."""
 
-    def __init__(self, router, app_id: str, limits=None) -> None:
+    def __init__(self, router, app_id: str, limits=None, edge=None, tls=None) -> None:
         self.router = router
         self.app_id = app_id
         self.limits = limits  # config LimitsConfig, or None for no limits
+        self.active = 0  # requests and WebSockets in progress (ASGI engines), read by /metrics
+        self.edge = edge or DEFAULT_EDGE  # watt.edge.proxy.Edge: header rules + pipeline
+        self.tls = tls  # config TlsConfig (cert and key paths), or None for plain HTTP
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             await accept_lifespan(receive, send)
             return
-        await forward(self.router, self.app_id, scope, receive, send, self.limits)
+        self.active += 1
+        try:
+            await forward(self.router, self.app_id, scope, receive, send, self.limits, self.edge)
+        finally:
+            self.active -= 1
 
 
-# Request ids: a random prefix per process and a counter, 32 hex digits like a
-# UUID, unique without a syscall per request.
-_ID_PREFIX = os.urandom(10).hex().encode()
-_ID_COUNTER = itertools.count(1)
-
-
-def edge_headers(scope: dict) -> list:
-    """Headers as the entrypoint application sees them: a request id when the
-    client sent none, and ``x-forwarded-*`` describing the client's hop."""
-    headers = []
-    request_id = forwarded_for = proto = forwarded_host = host = None
-    for name, value in scope["headers"]:
-        if name == b"x-forwarded-for":
-            forwarded_for = value
-            continue
-        if name == b"x-request-id":
-            request_id = value
-        elif name == b"x-forwarded-proto":
-            proto = value
-        elif name == b"x-forwarded-host":
-            forwarded_host = value
-        elif name == b"host":
-            host = value
-        headers.append((name, value))
-    if request_id is None:
-        headers.append((b"x-request-id", b"%s%012x" % (_ID_PREFIX, next(_ID_COUNTER))))
-    client = scope.get("client")
-    if client:
-        ip = str(client[0]).encode()
-        headers.append((b"x-forwarded-for",
-                        forwarded_for + b", " + ip if forwarded_for else ip))
-    elif forwarded_for:
-        headers.append((b"x-forwarded-for", forwarded_for))
-    if proto is None:
-        scheme = scope.get("scheme", "http")
-        headers.append((b"x-forwarded-proto",
-                        (b"https" if scheme in ("https", "wss") else b"http")))
-    if forwarded_host is None and host is not None:
-        headers.append((b"x-forwarded-host", host))
-    return headers
-
-
-async def forward(router, app_id: str, scope: dict, receive, send, limits=None) -> None:
+async def forward(router, app_id: str, scope: dict, receive, send, limits=None,
+                  edge=DEFAULT_EDGE) -> None:
     """Send one request or WebSocket from an engine (or inject) to ``app_id``."""
-    scope = dict(scope, headers=edge_headers(scope))
+    scope = dict(scope)
+    scope["headers"] = edge.headers(scope)
+    if edge.pipeline is not None:
+        from .edge.asgi import guard
+
+        passed = await guard(edge.pipeline, scope, receive, send,
+                             limits.max_body_size if limits is not None else 0)
+        if passed is None:
+            return
+        receive, send = passed
     if scope["type"] == "http":
         pool = router.pools.get(app_id)
         refused = refuse(scope, pool, limits) if limits is not None else None

@@ -89,6 +89,7 @@ CODES: dict[str, str] = {
     "WATT_CONFIG_PATH_NOT_FOUND": "An application `path` (or `autoload.path`) does not exist.",
     "WATT_CONFIG_SYNTAX": "The file is not valid JSON or TOML.",
     "WATT_CONFIG_UNKNOWN_KEY": "A key is not part of the schema (typo?).",
+    "WATT_CORS_FORBIDDEN": "A CORS preflight from an origin `cors.origin` does not allow (403).",
     "WATT_CREATE_APP_EXISTS": "`watt create --add`: the project already has an application "
                               "with that id.",
     "WATT_CREATE_BAD_ID": "`watt create --add`: the id is not a valid application id "
@@ -98,6 +99,7 @@ CODES: dict[str, str] = {
     "WATT_CREATE_NOT_EMPTY": "`watt create`: the target folder is not empty (use `--force`).",
     "WATT_CREATE_NO_CONFIG": "`watt create --add`: the folder has no watt.json or watt.toml.",
     "WATT_CREATE_UNKNOWN_KIND": "`watt create`: no template for that kind.",
+    "WATT_EDGE_FAILED": "An edge stage (rate limit, CORS, auth, ...) raised: a bug (500, logged).",
     "WATT_ENGINE_UNAVAILABLE": "`server.engine` names an HTTP engine that is not installed.",
     "WATT_ENTRYPOINT_BIND": "The entrypoint could not bind its host and port.",
     "WATT_ERROR": "Generic failure without a more specific code (a bug: please report it).",
@@ -155,10 +157,12 @@ CODES: dict[str, str] = {
         "The entrypoint application has `limits.maxConcurrency` requests in flight, or a "
         "worker has its application's `maxConcurrency` (503, Retry-After)."
     ),
+    "WATT_RATE_LIMITED": "A client emptied its `server.rateLimit` bucket (429, Retry-After).",
     "WATT_REQUEST_TIMEOUT": (
         "The application did not start its response within `limits.requestTimeout` (504)."
     ),
     "WATT_RUNTIME_STATE": "The runtime was used in the wrong state (not started, stopped).",
+    "WATT_TLS_INVALID": "`server.tls`: the certificate or key cannot be read or do not match.",
     "WATT_TELEMETRY_UNAVAILABLE": (
         "`telemetry.exporter` asks for `otlp` but the OpenTelemetry SDK and OTLP exporter are "
         "not installed (`pip install 'watt[otlp]'`)."

@@ -34,7 +34,8 @@ from loguru import logger
 
 from .channel import protocol as p
 from .channel.endpoint import Stream
-from .entrypoint import bind_socket, edge_headers, format_url, refuse
+from .edge.h1 import edge_body, edge_check, edge_response
+from .entrypoint import bind_socket, format_url, refuse
 
 _REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
 _NO_BODY_STATUS = frozenset({204, 304})
@@ -139,6 +140,7 @@ class H1Protocol(asyncio.Protocol):
         self.router = forwarder.router
         self.app_id = forwarder.app_id
         self.limits = forwarder.limits
+        self.edge = forwarder.edge
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.client: tuple | None = None
@@ -348,9 +350,9 @@ class H1Protocol(asyncio.Protocol):
 class _Exchange:
     """One request and its response; the stream handler its channel feeds."""
 
-    __slots__ = ("budget", "chunked", "deadline", "done", "ended", "head", "headers",
-                 "keep_alive", "more", "pending", "pool", "proto", "repicked", "request",
-                 "response_started", "scope", "stream", "unacked")
+    __slots__ = ("budget", "chunked", "deadline", "done", "edge", "ended", "head", "headers",
+                 "held", "keep_alive", "more", "pending", "pool", "proto", "repicked",
+                 "request", "response_started", "scope", "stream", "unacked")
 
     def __init__(self, proto: H1Protocol, scope: dict, keep_alive: bool, head: bool) -> None:
         self.proto = proto
@@ -373,10 +375,20 @@ class _Exchange:
             else None
         self.done = False
         self.ended = False
+        self.edge = None  # the EdgeRequest, when the edge pipeline is not empty
+        self.held = False  # the body is read whole for the pipeline before it goes on
 
     # -- request ---------------------------------------------------------------------------
     def start(self) -> None:
-        """This request's turn: refuse it, or open a stream to a worker."""
+        """This request's turn: the edge's checks, then refuse it or open a stream."""
+        edge = self.proto.edge
+        self.scope["headers"] = self.headers = edge.headers(self.scope)
+        if edge.pipeline is None:
+            self._go()
+        else:
+            edge_check(self, edge.pipeline)
+
+    def _go(self) -> None:
         proto = self.proto
         router = proto.router
         limits = proto.limits
@@ -397,7 +409,6 @@ class _Exchange:
         self.pool = pool
         if pool is not None:
             pool.in_flight += 1
-        self.scope["headers"] = edge_headers(self.scope)
         self._open(worker.channel)
 
     def _open(self, channel) -> None:
@@ -437,6 +448,8 @@ class _Exchange:
             self.pending.append(chunk)
         if not more:
             self.more = False
+            if self.held:
+                edge_body(self)
         if self.stream is not None:
             self._flush_body()
 
@@ -465,6 +478,8 @@ class _Exchange:
         kind = frame[0]
         if kind == p.RESPONSE_START:
             _, _, status, headers, body, more = frame
+            if self.edge is not None:
+                headers = edge_response(self, status, headers)
             self._start_response(status, headers, body, more)
         elif kind == p.RESPONSE_BODY:
             self._body(frame[2], frame[3])
@@ -580,7 +595,13 @@ class _Exchange:
 
     def _error(self, code: str, close: bool = False) -> None:
         status, headers, body = p.error_response(code)
+        if self.edge is not None:
+            headers = self.proto.edge.pipeline.on_response(self.edge, status, headers)
         self.keep_alive = self.keep_alive and not close
+        self._start_response(status, p.flatten_headers(headers), body, False)
+
+    def reply(self, status: int, headers: list, body: bytes) -> None:
+        """An answer made at the edge instead of the application's."""
         self._start_response(status, p.flatten_headers(headers), body, False)
 
     def _release(self) -> None:

@@ -21,6 +21,7 @@ from loguru import logger
 from .capability import Capability, discover
 from .channel.message import Response
 from .config import ApplicationConfig, Config, LoadedConfig, load_config
+from .edge.info import make_edge
 from .entrypoint import Forwarder, HypercornEngine, create_engine, forward
 from .errors import ConfigError, WattError
 from .isolation import WorkerHandle
@@ -108,7 +109,8 @@ class Runtime:
             # that application's own drain may take.
             entry_drain = self.pools[entry].app.graceful_shutdown
             self._engine = create_engine(self._engine_name or server.engine,
-                                         Forwarder(self.router, entry, self.config.limits),
+                                         Forwarder(self.router, entry, self.config.limits,
+                                                   make_edge(self.config, self), server.tls),
                                          host, port,
                                          self.graceful_timeout if entry_drain is None
                                          else entry_drain / 1000)
