@@ -34,6 +34,7 @@ from watt.config_telemetry import (
     MetricsConfig,
     TelemetryConfig,
 )
+from watt.config_transports import transport_paths
 from watt.config_workers import APP_PATTERN, AppHealthConfig, WorkersConfig
 from watt.errors import ConfigError
 
@@ -595,6 +596,9 @@ def _resolve(config: Config, base_dir: str, src: _Source) -> LoadedConfig:
 
 
 def _logger_paths(logger: LoggerConfig, base_dir: str) -> LoggerConfig:
+    if logger.transports:
+        logger = msgspec.structs.replace(
+            logger, transports=transport_paths(logger.transports, base_dir))
     if logger.file is None:
         return logger
     path = os.path.normpath(os.path.join(base_dir, logger.file.path))

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from watt.config_transports import LogTransport, SpanBatchConfig
+
 
 def _doc(description: str, **constraints) -> msgspec.Meta:
     return msgspec.Meta(description=description, **constraints)
@@ -64,6 +66,10 @@ class LoggerConfig(_Section):
         _doc("Paths to censor (a list), or `{paths, censor}`."),
     ] = RedactConfig()
     file: Annotated[LogFileConfig | None, _doc("Also write to a rotating file.")] = None
+    transports: Annotated[
+        list[LogTransport] | None,
+        _doc("Where lines go, each with its own level and format: console, file, syslog, "
+             "elasticsearch, opensearch, sink. Without it: stdout (and `file`).")] = None
     buffer: Annotated[
         int, _doc("Recent lines kept in memory for `watt logs`.", ge=0)] = 2000
 
@@ -115,6 +121,9 @@ class MetricsConfig(_Section):
     endpoint: Annotated[str, _doc("Path of the Prometheus metrics.", pattern=r"^/")] = "/metrics"
     auth: Annotated[MetricsAuthConfig | None, _doc("Basic auth for the metrics path.")] = None
     labels: Annotated[dict[str, str], _doc("Constant labels added to every metric.")] = {}
+    collection_interval: Annotated[
+        int, _doc("Milliseconds during which a scrape reuses the workers' last numbers "
+                  "instead of asking them again (0: ask on every scrape).", ge=0)] = 0
     push: Annotated[MetricsPushConfig | None, _doc("Also push to a Pushgateway.")] = None
     otlp: Annotated[MetricsOtlpConfig | None, _doc("Also push as OTLP metrics "
                                                    "(`pip install 'watt[otlp]'`).")] = None
@@ -133,9 +142,15 @@ class ManagementApiConfig(_Section):
 class ExporterOptions(_Section):
     """Where an exporter sends spans."""
 
-    url: Annotated[str | None, _doc("otlp: the OTLP/HTTP traces URL "
-                                    "(default http://127.0.0.1:4318/v1/traces).")] = None
-    headers: Annotated[dict[str, str], _doc("otlp: extra HTTP headers.")] = {}
+    url: Annotated[str | None, _doc("otlp: the traces URL (default "
+                                    "http://127.0.0.1:4318/v1/traces; grpc: "
+                                    "http://127.0.0.1:4317); zipkin: the spans URL (default "
+                                    "http://127.0.0.1:9411/api/v2/spans).")] = None
+    headers: Annotated[dict[str, str], _doc("otlp, zipkin: extra HTTP headers (gRPC "
+                                            "metadata).")] = {}
+    protocol: Annotated[Literal["http/protobuf", "grpc"],
+                        _doc("otlp: OTLP over HTTP/protobuf, or gRPC (`watt[otlp-grpc]`).")
+                        ] = "http/protobuf"
     path: Annotated[str | None, _doc("file: the JSON-lines file, relative to the config "
                                      "file.")] = None
 
@@ -143,9 +158,10 @@ class ExporterOptions(_Section):
 class ExporterConfig(_Section):
     """One span exporter."""
 
-    type: Annotated[Literal["console", "otlp", "file", "memory"],
-                    _doc("console (JSON lines on stdout), otlp (needs `watt[otlp]`), file, or "
-                         "memory (kept in the runtime, for tests and the dashboard).")]
+    type: Annotated[Literal["console", "otlp", "zipkin", "file", "memory"],
+                    _doc("console (JSON lines on stdout), otlp (needs `watt[otlp]`), zipkin "
+                         "(JSON v2), file, or memory (kept in the runtime, for tests and the "
+                         "dashboard).")]
     options: Annotated[ExporterOptions, _doc("Exporter settings.")] = ExporterOptions()
 
 
@@ -170,6 +186,8 @@ class TelemetryConfig(_Section):
         list[Propagator], _doc("Trace context formats read from requests and written on mesh "
                                "calls: tracecontext (W3C), b3 (single header), b3multi.")
     ] = msgspec.field(default_factory=lambda: ["tracecontext"])
+    batch: Annotated[SpanBatchConfig, _doc("Batching of the otlp and zipkin exporters.")] = \
+        SpanBatchConfig()
 
     def exporters(self) -> list[ExporterConfig]:
         return list(self.exporter) if isinstance(self.exporter, list) else [self.exporter]

@@ -108,6 +108,10 @@ CODES: dict[str, str] = {
         "names the file and the key)."
     ),
     "WATT_GATEWAY_NO_ROUTE": "No route of the gateway takes the request's path (404).",
+    "WATT_LOG_SINK_NOT_FOUND": (
+        "A `sink` log transport names a `module:callable` that cannot be imported or "
+        "called, or an entry point that no installed package registers under "
+        "`watt.log_transports`."),
     "WATT_MANAGEMENT_AMBIGUOUS": (
         "Several runtimes are running and a `watt` command was given no PID to choose one."
     ),

@@ -26,7 +26,14 @@ from .entrypoint import Forwarder, HypercornEngine, create_engine, forward
 from .errors import ConfigError, WattError
 from .isolation import WorkerHandle
 from .observability.logging import configure_logging, hub
-from .observability.metrics import MetricsApp, MetricsCollector, push_loop
+from .observability.metrics import (
+    MetricsApp,
+    MetricsCollector,
+    connection_families,
+    push_loop,
+    span_families,
+    transport_families,
+)
 from .observability.metrics_otlp import check_available, otlp_push_loop
 from .observability.tracing import SpanSink
 from .pool import AppPool
@@ -91,6 +98,9 @@ class Runtime:
             self.graceful_timeout = self.config.graceful_shutdown.application / 1000
         configure_logging(self._log_level, pretty=self._pretty, config=self.config.logger)
         self.metrics.labels = dict(self.config.metrics.labels)
+        self.metrics.interval = self.config.metrics.collection_interval / 1000
+        self.metrics.sources = [self._connection_families, lambda: transport_families(
+            hub.transport_counts()) + span_families(self.tracing)]
         telemetry = self.config.telemetry
         if telemetry is not None and telemetry.enabled:
             self.tracing = SpanSink(telemetry)
@@ -167,6 +177,16 @@ class Runtime:
         logger.bind(app=pool.id).info(
             f"application {pool.id!r} ready: {len(pool.workers)} {pool.isolation} worker(s)")
 
+    def _connection_families(self) -> list:
+        """Read at scrape time: the watt engine's open connections, or the requests and
+        WebSockets in progress that the Forwarder counts for an ASGI engine."""
+        engine = self._engine
+        if engine is None:
+            return []
+        connections = getattr(engine, "connections", None)
+        return connection_families(engine.name, len(connections) if connections is not None
+                                   else engine.app.active)
+
     def _make_pool(self, app: ApplicationConfig) -> AppPool:
         capability, options = resolve_capability(app, self.config)
         return AppPool(app, capability, options, self)
@@ -199,6 +219,7 @@ class Runtime:
             self._state = "stopped"
             if self.tracing is not None:
                 self.tracing.close()
+            hub.close()  # log transports send what they still hold
             if self._probes is not None:  # /ready said 503 all through the drain
                 await self._probes.stop()
 

@@ -16,27 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import logging.handlers
 import os
-import re
 import socket
 import sys
-import time
 from collections import deque
 from collections.abc import Callable
 
 from loguru import logger
 
-from ..config_telemetry import DEFAULT_REDACT, LogFileConfig, LoggerConfig
+from ..config_telemetry import DEFAULT_REDACT, LoggerConfig
+from ..config_transports import ConsoleTransport
 from ..errors import ConfigError
 from ..worker.telemetry import LEVELS, Redactor, extra_members, json_line, loguru_text
+from .batch import loop_reporter
+from .log_transports import FileOutput, Transport, file_handler, make_transport, render
+
+__all__ = ["LogHub", "configure_logging", "file_handler", "hub", "render"]
 
 _encode = json.encoder.encode_basestring
-_COLOURS = {"trace": "\x1b[2m", "debug": "\x1b[34m", "info": "\x1b[32m", "success": "\x1b[32m",
-            "warning": "\x1b[33m", "warn": "\x1b[33m", "error": "\x1b[31m",
-            "critical": "\x1b[1;31m", "fatal": "\x1b[1;31m"}
-_SHOWN = ("level", "time", "pid", "hostname", "app", "worker", "msg")
 
 
 class LogHub:
@@ -47,8 +44,10 @@ class LogHub:
         self.pretty = False
         self.redact = Redactor(DEFAULT_REDACT)
         self.recent: deque[str] = deque(maxlen=2000)
-        self._file: logging.Handler | None = None
-        self._file_level = 0
+        self.console_level = 0  # stdout's own level, above what workers already filter
+        self.console = True  # False: `logger.transports` lists no console
+        self.outputs: list[Transport] = []  # logger.file and logger.transports
+        self._plain = True  # stdout alone, JSON, unfiltered: write_many's fast path
         self._subscribers: set[asyncio.Queue] = set()
         self._listeners: list[Callable[[str], None]] = []
         self._flush_pending = False
@@ -67,17 +66,48 @@ class LogHub:
         self.redact = Redactor(config.redact_paths(), config.censor())
         if self.recent.maxlen != config.buffer:
             self.recent = deque(self.recent, maxlen=config.buffer)
-        self._open_file(config.file, config.level if level is None else level)
+        self._open_outputs(config, config.level if level is None else level)
+        if pretty is None:
+            console = next((t for t in config.transports or () if isinstance(
+                t, ConsoleTransport)), None)
+            if console is not None and console.format is not None:
+                self.pretty = console.format == "pretty"
+        self._plain = self.console and not self.pretty and not self.console_level \
+            and not self.outputs
         self._install_loguru()
 
-    def _open_file(self, file: LogFileConfig | None, level: str) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if file is None:
-            return
-        self._file = file_handler(file)
-        self._file_level = LEVELS[(file.level or level).lower()]
+    def _open_outputs(self, config: LoggerConfig, level: str) -> None:
+        """``logger.file`` and every ``logger.transports`` entry but the console (stdout
+        is written here, on the fast path)."""
+        self.close()
+        self.console, self.console_level = True, 0
+        outputs: list[Transport] = []
+        try:
+            if config.file is not None:
+                outputs.append(FileOutput("file", LEVELS[(config.file.level or level).lower()],
+                                          config.file, "logger.file"))
+            if config.transports is not None:
+                consoles = [t for t in config.transports if isinstance(t, ConsoleTransport)]
+                if len(consoles) > 1:
+                    raise ConfigError("`logger.transports`: at most one console transport",
+                                      code="WATT_CONFIG_INVALID", key="logger.transports")
+                self.console = bool(consoles)
+                if consoles and consoles[0].level is not None:
+                    self.console_level = LEVELS[consoles[0].level]
+                seen: dict[str, int] = {}
+                for index, transport in enumerate(config.transports):
+                    if isinstance(transport, ConsoleTransport):
+                        continue
+                    kind = type(transport).__struct_config__.tag
+                    seen[kind] = seen.get(kind, 0) + 1
+                    name = transport.name or (kind if seen[kind] == 1 else f"{kind}{seen[kind]}")
+                    outputs.append(make_transport(transport, index, name, level, loop_reporter(
+                        f"log transport {name!r} failed")))
+        except BaseException:
+            for output in outputs:
+                output.close()
+            raise
+        self.outputs = outputs
 
     def _install_loguru(self) -> None:
         """The runtime's own messages (loguru) become lines of this hub.  Only our
@@ -92,20 +122,29 @@ class LogHub:
                                       level=self.level, backtrace=False, diagnose=False)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Close the file and transports (queued lines are sent first); stdout stays."""
+        outputs, self.outputs = self.outputs, []
+        self._plain = self.console and not self.pretty and not self.console_level
+        for output in outputs:
+            output.close()
+
+    def transport_counts(self) -> list[tuple[str, str, int, int]]:
+        """``(name, type, dropped, failed)`` of each transport, for the metrics."""
+        return [(t.name, t.kind, t.dropped, t.failed) for t in self.outputs]
 
     # -- lines in -------------------------------------------------------------------------
     def write(self, level: str, line: str) -> None:
         """One complete JSON line (from a worker: already filtered and redacted)."""
-        if self.pretty:
-            sys.stdout.write(render(line, colour=_isatty(sys.stdout)) + "\n")
-        else:
-            sys.stdout.write(line + "\n")
-        self._schedule_flush()
-        if self._file is not None and LEVELS.get(level, 20) >= self._file_level:
-            self._file.handle(logging.makeLogRecord({"msg": line, "levelno": 20}))
+        number = LEVELS.get(level, 20)
+        if self.console and number >= self.console_level:
+            if self.pretty:
+                sys.stdout.write(render(line, colour=_isatty(sys.stdout)) + "\n")
+            else:
+                sys.stdout.write(line + "\n")
+            self._schedule_flush()
+        for output in self.outputs:
+            if number >= output.level:
+                output.emit(line)
         self.recent.append(line)
         for queue in self._subscribers:
             if queue.full():  # a slow reader loses its oldest lines, never the runtime
@@ -116,7 +155,7 @@ class LogHub:
 
     def write_many(self, levels: tuple[str, ...], lines: tuple[str, ...]) -> None:
         """A worker's batch of lines (one LOG frame), written with one call."""
-        if self.pretty or self._file is not None or self._subscribers or self._listeners:
+        if not self._plain or self._subscribers or self._listeners:
             for level, line in zip(levels, lines, strict=False):
                 self.write(level, line)
             return
@@ -173,62 +212,6 @@ class LogHub:
                 self._listeners.remove(callback)
 
         return stop
-
-
-def render(line: str, colour: bool = False) -> str:
-    """A JSON log line as a readable one: ``12:00:01.123 INFO  app#0 msg  key=value``."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return line
-    if not isinstance(record, dict):
-        return line
-    level = str(record.get("level", "info"))
-    stamp = record.get("time")
-    when = (time.strftime("%H:%M:%S", time.localtime(stamp / 1000)) + f".{stamp % 1000:03d}"
-            if isinstance(stamp, int) else "")
-    who = str(record.get("app", ""))
-    if record.get("worker") is not None:
-        who += f"#{record['worker']}"
-    extras = " ".join(f"{key}={json.dumps(value) if not isinstance(value, str) else value}"
-                      for key, value in record.items() if key not in _SHOWN)
-    name = f"{level.upper():<7}"
-    if colour:
-        name = f"{_COLOURS.get(level, '')}{name}\x1b[0m"
-        who = f"\x1b[36m{who}\x1b[0m"
-        extras = f"\x1b[2m{extras}\x1b[0m" if extras else ""
-    text = f"{when} {name} {who} {record.get('msg', '')}"
-    return f"{text}  {extras}" if extras else text
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
-_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000 ** 2, "mib": 1024 ** 2, "gb": 1000 ** 3,
-          "gib": 1024 ** 3}
-_PERIODS = {"hourly": "H", "daily": "D", "midnight": "midnight", "weekly": "W0"}
-
-
-def file_handler(file: LogFileConfig) -> logging.Handler:
-    """A rotating file handler (the standard library's) for ``logger.file``."""
-    os.makedirs(os.path.dirname(file.path) or ".", exist_ok=True)
-    rotation = file.rotation.strip().lower()
-    try:
-        if rotation in _PERIODS:
-            handler: logging.Handler = logging.handlers.TimedRotatingFileHandler(
-                file.path, when=_PERIODS[rotation], backupCount=file.retention,
-                encoding="utf-8")
-        elif size := _SIZE.match(rotation):
-            max_bytes = int(float(size[1]) * _UNITS[(size[2] or "b").lower()])
-            handler = logging.handlers.RotatingFileHandler(
-                file.path, maxBytes=max_bytes, backupCount=file.retention, encoding="utf-8")
-        else:
-            raise ConfigError(f"`logger.file.rotation`: {file.rotation!r} is neither a size "
-                              "(`10 MB`) nor a period (hourly, daily, midnight, weekly)",
-                              code="WATT_CONFIG_INVALID", key="logger.file.rotation")
-    except OSError as exc:
-        raise ConfigError(f"`logger.file.path`: cannot open {file.path}: {exc}",
-                          code="WATT_CONFIG_INVALID", key="logger.file.path") from exc
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    return handler
 
 
 def _isatty(stream) -> bool:

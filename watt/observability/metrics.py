@@ -22,6 +22,8 @@ import base64
 import hmac
 import itertools
 import json
+import time
+from collections.abc import Callable
 
 from loguru import logger
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -50,6 +52,13 @@ class MetricsCollector:
         self.timeout = timeout
         self._tokens = itertools.count(1)
         self._waiting: dict[int, asyncio.Future] = {}
+        #: ``metrics.collectionInterval`` in seconds: snapshots younger than this are
+        #: served again instead of asking every worker (0: ask on every scrape).
+        self.interval = 0.0
+        self._last: tuple[float, list[dict]] | None = None
+        #: Families of the main process itself (entrypoint connections, log transports),
+        #: each read at scrape time.
+        self.sources: list[Callable[[], list[Metric]]] = []
 
     def on_reply(self, frame: tuple) -> None:
         """A worker's ``(METRICS, 0, token, json)``."""
@@ -58,7 +67,17 @@ class MetricsCollector:
             future.set_result(frame[3])
 
     async def gather(self) -> list[dict]:
-        """One snapshot per ready worker that answered within the timeout."""
+        """One snapshot per ready worker that answered within the timeout (or the
+        last ones, when they are younger than the collection interval)."""
+        if self.interval > 0 and self._last is not None and \
+                time.monotonic() - self._last[0] < self.interval:
+            return self._last[1]
+        snapshots = await self._ask_workers()
+        if self.interval > 0:
+            self._last = (time.monotonic(), snapshots)
+        return snapshots
+
+    async def _ask_workers(self) -> list[dict]:
         loop = asyncio.get_running_loop()
         asked = []
         for pool in list(self.runtime.pools.values()):
@@ -100,8 +119,9 @@ class MetricsCollector:
         inner = registry
         outer = CollectorRegistry(auto_describe=False)
         pools = [pool.info() for pool in self.runtime.pools.values()]
-        outer.register(_Families(lambda: list(inner.collect()) + families(snapshots, pools),
-                                 self.labels))
+        sources = list(self.sources)
+        outer.register(_Families(lambda: list(inner.collect()) + families(snapshots, pools)
+                                 + [f for source in sources for f in source()], self.labels))
         return outer
 
 
@@ -156,6 +176,10 @@ def families(snapshots: list[dict], pools: list[dict]) -> list[Metric]:
     mesh_duration = HistogramMetricFamily(
         "watt_mesh_request_duration_seconds", "Time from a mesh call to its response start.",
         labels=_WORKER_LABELS + ["target", "method", "status_code"])
+    client_duration = HistogramMetricFamily(
+        "http_client_request_duration_seconds", "Time from an outgoing HTTP request (mesh or "
+        "external, any client) to its response start, by target host; status_code 0: no "
+        "response.", labels=_WORKER_LABELS + ["host", "method", "status_code"])
     custom: dict[str, Metric] = {}
     for snap in snapshots:
         data, ids = snap["data"], [snap["app"], str(snap["worker"])]
@@ -185,6 +209,9 @@ def families(snapshots: list[dict], pools: list[dict]) -> list[Metric]:
             labels = ids + [target, method, str(status)]
             mesh_calls.add_metric(labels, count)
             mesh_duration.add_metric(labels, _cumulative(buckets), total)
+        for host, method, status, _count, total, buckets in data.get("client", ()):
+            client_duration.add_metric(ids + [host, method, str(status)], _cumulative(buckets),
+                                       total)
         if data.get("custom"):
             _merge_custom(custom, data["custom"], worker_labels, snap["app"])
     restarts = CounterMetricFamily("watt_worker_restarts", "Workers of an application "
@@ -199,7 +226,45 @@ def families(snapshots: list[dict], pools: list[dict]) -> list[Metric]:
         for status, number in statuses.items():
             workers.add_metric([pool["id"], status], number)
     return [duration, summary, requests, in_flight, elu, cpu, memory, gc_runs, gc_objects,
-            mesh_calls, mesh_duration, restarts, workers, *custom.values()]
+            mesh_calls, mesh_duration, client_duration, restarts, workers, *custom.values()]
+
+
+def connection_families(engine: str, connections: int) -> list[Metric]:
+    """``watt_entrypoint_active_connections`` (pure)."""
+    gauge = GaugeMetricFamily("watt_entrypoint_active_connections", "Client connections open "
+                              "at the entrypoint (granian, hypercorn: requests and WebSockets "
+                              "in progress).", labels=["engine"])
+    gauge.add_metric([engine], connections)
+    return [gauge]
+
+
+def transport_families(counts: list[tuple[str, str, int, int]]) -> list[Metric]:
+    """Log lines each transport dropped (queue full) or failed to send (pure)."""
+    dropped = CounterMetricFamily("watt_log_lines_dropped", "Log lines a transport dropped "
+                                  "because its queue was full.", labels=["transport", "type"])
+    failed = CounterMetricFamily("watt_log_lines_failed", "Log lines a transport could not "
+                                 "send (the destination refused or was unreachable).",
+                                 labels=["transport", "type"])
+    for name, kind, lost, refused in counts:
+        dropped.add_metric([name, kind], lost)
+        failed.add_metric([name, kind], refused)
+    return [dropped, failed] if counts else []
+
+
+def span_families(sink) -> list[Metric]:
+    """Spans each network exporter dropped (queue full) or failed to send (pure: reads
+    ``sink.export_counts()`` of a tracing SpanSink, or nothing without one)."""
+    counts = sink.export_counts() if sink is not None else []
+    if not counts:
+        return []
+    dropped = CounterMetricFamily("watt_spans_dropped", "Spans an exporter dropped because "
+                                  "its queue was full.", labels=["exporter"])
+    failed = CounterMetricFamily("watt_spans_failed", "Spans an exporter could not send.",
+                                 labels=["exporter"])
+    for name, lost, refused in counts:
+        dropped.add_metric([name], lost)
+        failed.add_metric([name], refused)
+    return [dropped, failed]
 
 
 def _cumulative(buckets: list[int]) -> list[tuple[str, float]]:

@@ -5,8 +5,10 @@ request they serve, a CLIENT span per mesh call, linked by the trace context
 headers) and send them in SPANS frames; :class:`SpanSink` hands them to the
 configured exporters.  ``console``, ``file`` and ``memory`` need nothing
 more; ``otlp`` converts them to OpenTelemetry SDK spans and exports them with
-the SDK's batch processor over OTLP/HTTP (``pip install 'watt[otlp]'``), on
-its own thread, so exporting never blocks a request.
+the SDK's OTLP exporter over HTTP/protobuf (``pip install 'watt[otlp]'``) or
+gRPC (``watt[otlp-grpc]``), ``zipkin`` posts Zipkin JSON v2; those network
+exporters batch on a thread of their own (a bounded queue that drops and
+counts when full), so exporting never blocks a request.
 
 A span here is a dict in the shape of OTLP's JSON encoding: ``traceId``,
 ``spanId``, ``parentSpanId``, ``name``, ``kind``, ``startTimeUnixNano``,
@@ -18,15 +20,17 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import sys
-import threading
+import urllib.request
 from collections import deque
 
 from loguru import logger
 
 from ..config_telemetry import ExporterConfig, TelemetryConfig
+from ..config_transports import SpanBatchConfig
 from ..errors import ConfigError
+from .batch import BatchWorker, loop_reporter
+from .zipkin import zipkin_body
 
 
 def _with_resource(span: str, resource: str) -> str:
@@ -85,43 +89,73 @@ class FileExporter:
         self._file.close()
 
 
-class OtlpExporter:
-    """OTLP over HTTP/protobuf through the OpenTelemetry SDK's batch processor.
+class _Batched:
+    """A network exporter: the main loop queues each span's text (O(1), never
+    waiting); a :class:`BatchWorker` thread decodes, converts and sends batches
+    (``telemetry.batch``); a full queue drops spans and counts them."""
 
-    Spans are decoded and converted on a thread of their own, so the main loop
-    only queues their text."""
-
-    def __init__(self, url: str | None, headers: dict[str, str]) -> None:
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        except ImportError as exc:
-            raise ConfigError(
-                "the otlp span exporter needs the OpenTelemetry SDK and OTLP exporter: "
-                f"pip install 'watt[otlp]' ({exc})", code="WATT_TELEMETRY_UNAVAILABLE",
-                key="telemetry.exporter") from None
-        self._processor = BatchSpanProcessor(OTLPSpanExporter(
-            endpoint=url or "http://127.0.0.1:4318/v1/traces", headers=headers or None))
-        self._resources: dict[str, object] = {}
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._convert, name="watt-otlp", daemon=True)
-        self._thread.start()
+    def __init__(self, name: str, batch: SpanBatchConfig) -> None:
+        self.name = name
+        self.timeout = batch.export_timeout / 1000
+        self.worker = BatchWorker(f"spans-{name}", self.send,
+                                  batch_size=batch.max_export_batch_size,
+                                  delay=batch.schedule_delay / 1000,
+                                  max_queue=batch.max_queue_size,
+                                  on_error=loop_reporter(f"span exporter {name} failed"))
 
     def export(self, resource: str, spans: tuple[str, ...]) -> None:
-        self._queue.put((resource, spans))
+        offer = self.worker.offer
+        for span in spans:
+            offer((resource, span))
 
-    def _convert(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            resource, spans = item
-            for span in spans:
-                try:
-                    self._processor.on_end(self._readable(json.loads(resource),
-                                                          json.loads(span)))
-                except Exception as exc:  # noqa: BLE001 - one bad span must not stop the rest
-                    logger.warning(f"could not export a span over OTLP: {exc}")
+    def send(self, batch: list[tuple[str, str]]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.worker.close(self.timeout)
+
+
+class OtlpExporter(_Batched):
+    """OTLP over HTTP/protobuf or gRPC, through the OpenTelemetry SDK's span exporters."""
+
+    def __init__(self, url: str | None, headers: dict[str, str], protocol: str = "http/protobuf",
+                 batch: SpanBatchConfig | None = None) -> None:
+        batch = batch or SpanBatchConfig()
+        extra = "otlp" if protocol == "http/protobuf" else "otlp-grpc"
+        try:
+            from opentelemetry.sdk.trace.export import SpanExportResult
+            if protocol == "grpc":
+                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                    OTLPSpanExporter,
+                )
+            else:
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                    OTLPSpanExporter,
+                )
+        except ImportError as exc:
+            raise ConfigError(
+                f"the otlp span exporter ({protocol}) needs the OpenTelemetry SDK and OTLP "
+                f"exporter: pip install 'watt[{extra}]' ({exc})",
+                code="WATT_TELEMETRY_UNAVAILABLE", key="telemetry.exporter") from None
+        self._ok = SpanExportResult.SUCCESS
+        if protocol == "grpc":
+            target = url or "http://127.0.0.1:4317"
+            self._exporter = OTLPSpanExporter(
+                endpoint=target, insecure=target.startswith("http://"),
+                headers={k.lower(): v for k, v in headers.items()} or None,
+                timeout=batch.export_timeout / 1000)
+        else:
+            self._exporter = OTLPSpanExporter(
+                endpoint=url or "http://127.0.0.1:4318/v1/traces", headers=headers or None,
+                timeout=batch.export_timeout / 1000)
+        self._resources: dict[str, object] = {}
+        super().__init__("otlp" if protocol == "http/protobuf" else "otlp-grpc", batch)
+
+    def send(self, batch: list[tuple[str, str]]) -> None:
+        spans = [self._readable(json.loads(resource), json.loads(span))
+                 for resource, span in batch]
+        if self._exporter.export(spans) != self._ok:
+            raise OSError(f"the collector did not take {len(spans)} spans")
 
     def _readable(self, resource_attributes: dict, span: dict):
         from opentelemetry.sdk.resources import Resource
@@ -150,12 +184,27 @@ class OtlpExporter:
             start_time=span["startTimeUnixNano"], end_time=span["endTimeUnixNano"])
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(10)
-        self._processor.shutdown()  # exports what is still queued
+        super().close()  # exports what is still queued
+        self._exporter.shutdown()
 
 
-def make_exporter(config: ExporterConfig):
+class ZipkinExporter(_Batched):
+    """Zipkin JSON v2 over HTTP (``watt/observability/zipkin.py`` maps the spans)."""
+
+    def __init__(self, url: str | None, headers: dict[str, str],
+                 batch: SpanBatchConfig | None = None) -> None:
+        self.url = url or "http://127.0.0.1:9411/api/v2/spans"
+        self.headers = {"content-type": "application/json", **headers}
+        super().__init__("zipkin", batch or SpanBatchConfig())
+
+    def send(self, batch: list[tuple[str, str]]) -> None:
+        request = urllib.request.Request(self.url, data=zipkin_body(batch),
+                                         headers=self.headers, method="POST")
+        with urllib.request.urlopen(request, timeout=self.timeout) as reply:
+            reply.read()
+
+
+def make_exporter(config: ExporterConfig, batch: SpanBatchConfig | None = None):
     if config.type == "memory":
         return MemoryExporter()
     if config.type == "console":
@@ -166,7 +215,10 @@ def make_exporter(config: ExporterConfig):
                               "exporter", code="WATT_CONFIG_INVALID",
                               key="telemetry.exporter.options.path")
         return FileExporter(config.options.path)
-    return OtlpExporter(config.options.url, config.options.headers)
+    if config.type == "zipkin":
+        return ZipkinExporter(config.options.url, config.options.headers, batch)
+    return OtlpExporter(config.options.url, config.options.headers, config.options.protocol,
+                        batch)
 
 
 class SpanSink:
@@ -174,7 +226,8 @@ class SpanSink:
 
     def __init__(self, config: TelemetryConfig) -> None:
         self.config = config
-        self.exporters = [make_exporter(exporter) for exporter in config.exporters()]
+        self.exporters = [make_exporter(exporter, config.batch)
+                          for exporter in config.exporters()]
         self.memory = next((e for e in self.exporters if isinstance(e, MemoryExporter)), None)
         self._resources: dict[tuple[str, str], str] = {}
 
@@ -189,6 +242,11 @@ class SpanSink:
                 exporter.export(resource, spans)
             except Exception as exc:  # noqa: BLE001 - a failing exporter must not stop requests
                 logger.warning(f"span exporter {type(exporter).__name__} failed: {exc}")
+
+    def export_counts(self) -> list[tuple[str, int, int]]:
+        """``(exporter, dropped, failed)`` of each network exporter, for the metrics."""
+        return [(e.name, e.worker.dropped, e.worker.failed) for e in self.exporters
+                if isinstance(e, _Batched)]
 
     def spans(self) -> list[dict]:
         """The spans the memory exporter holds (empty without one)."""
