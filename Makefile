@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 EXTRAS ?= test
 
-.PHONY: run test bench lint venv clean
+.PHONY: run test bench lint venv clean dashboard
 
 venv: $(STAMP)
 
@@ -44,6 +44,11 @@ bench: $(BENCH_STAMP)
 	@command -v wrk >/dev/null 2>&1 || echo "wrk not found: apt-get install wrk (Debian/Ubuntu) or brew install wrk; falling back to the slower built-in Python load generator"
 	@command -v h2load >/dev/null 2>&1 || echo "h2load not found (HTTP/2 load): apt-get install nghttp2-client or brew install nghttp2"
 	$(PY) benchmarks/run.py $(if $(QUICK),--quick,)
+
+# The admin dashboard's page, committed in watt/management/dashboard/static/: rebuilt from
+# frontend/dashboard/ with the locked npm packages (uPlot and esbuild, both MIT).
+dashboard:
+	cd frontend/dashboard && npm ci --no-audit --no-fund && node build.mjs
 
 lint: $(STAMP)
 	$(PY) -m ruff check watt capabilities tests benchmarks examples

@@ -9,7 +9,8 @@ from support import ROOT
 from watt.errors import CODES
 
 # Strings that look like codes but are not error codes.
-NOT_CODES = {"WATT_CONFIG", "WATT_WORKER_SPEC", "WATT_SPIN"}  # prefixes and env vars
+NOT_CODES = {"WATT_CONFIG", "WATT_WORKER_SPEC", "WATT_SPIN",  # prefixes and env vars
+             "WATT_ENV", "WATT_BREAKPOINT", "WATT_DEBUGPY"}
 
 
 def _codes_in_source() -> set[str]:

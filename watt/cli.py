@@ -14,8 +14,11 @@ from pathlib import Path
 import click
 
 from . import __version__
+from .cli_admin import admin
 from .cli_build import build_deploy
 from .cli_build import options as _deploy_options
+from .cli_config import env_option, mask_config
+from .cli_debug import debug_options, debug_session
 from .errors import WattError
 from .scaffold import KINDS as _CREATE_KINDS
 
@@ -53,6 +56,7 @@ _RUN_OPTIONS = (
                  type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"],
                                    case_sensitive=False),
                  help="Override logger.level (default: the config's, else INFO)."),
+    env_option,
 )
 
 
@@ -79,19 +83,23 @@ def start(config_path: str | None, hostname: str | None, port: int | None,
 
 @main.command()
 @_run_options
+@debug_options
 def dev(config_path: str | None, hostname: str | None, port: int | None,
-        workers: int | None, start_timeout: float, log_level: str | None) -> None:
+        workers: int | None, start_timeout: float, log_level: str | None,
+        apps: tuple[str, ...], debug: bool, debug_port: int) -> None:
     """Start the runtime and restart an application when a file in its folder changes.
 
     Only the changed application restarts (its new workers are ready before
     the old ones stop); the others keep serving.  When the new code fails to
     import or start, its traceback is shown and the old workers keep serving
-    until a later change fixes it.  Exit codes as for `watt start`.
+    until a later change fixes it.  `--debug [APP...]`: one debugpy session for the
+    applications (docs/debugging.md).  Exit codes as for `watt start`.
     """
     from .dev import run_dev
 
     _serve_and_exit(run_dev, config_path, hostname=hostname, port=port, log_level=log_level,
-                    start_timeout=start_timeout, workers=workers)
+                    start_timeout=start_timeout, workers=workers,
+                    debug=debug_session(debug, debug_port, apps))
 
 
 def _serve_and_exit(serve, config_path: str | None, **options) -> None:
@@ -150,7 +158,10 @@ def build(config_path: str | None, container: bool, k8s: bool, out: str | None) 
               help="Show it as the runtime sees it: placeholders filled, paths absolute, "
                    "autoload expanded, defaults applied.")
 @click.option("--schema", is_flag=True, help="Print the JSON schema of the configuration.")
-def config_command(config_path: str | None, resolved: bool, schema: bool) -> None:
+@env_option
+@click.option("--show-secrets", is_flag=True, help="Do not mask secret values.")
+def config_command(config_path: str | None, resolved: bool, schema: bool,
+                   show_secrets: bool) -> None:
     """Check a configuration (exit 2 with the error when invalid) and print it as JSON."""
     import json
 
@@ -166,8 +177,10 @@ def config_command(config_path: str | None, resolved: bool, schema: bool) -> Non
     except WattError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
-    data = loaded if resolved else loaded.config
-    click.echo(json.dumps(msgspec.to_builtins(data), indent=2))
+    data = msgspec.to_builtins(loaded if resolved else loaded.config)
+    if not show_secrets:
+        data = mask_config(data, loaded.logger.redact_paths())
+    click.echo(json.dumps(data, indent=2))
 
 
 @main.command()
@@ -586,6 +599,9 @@ def _exit(code: int) -> None:
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+main.add_command(admin)  # watt/cli_admin.py
 
 
 if __name__ == "__main__":

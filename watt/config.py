@@ -27,6 +27,7 @@ from dotenv import dotenv_values
 from watt.config_capabilities import CommandListen, GatewayConfig
 from watt.config_edge import AppCors, EdgeServerConfig
 from watt.config_deploy import DeployConfig
+from watt.config_env import apply_overlay
 from watt.config_telemetry import (
     AppLoggerConfig,
     LoggerConfig,
@@ -302,12 +303,15 @@ def load_config(
     source: str | os.PathLike[str] | Mapping[str, Any] | Config,
     *,
     env: Mapping[str, str] | None = None,
+    environment: str | None = None,
 ) -> LoadedConfig:
     """Load, substitute placeholders, validate and resolve a configuration.
 
     ``source`` is a ``watt.json``/``watt.toml`` path, a folder holding one, a
     dict or a :class:`Config`. ``env`` defaults to ``os.environ``; for a file,
     a ``.env`` beside it supplies variables the environment does not set.
+    For a file, the overlay of ``environment`` (default: ``WATT_ENV``) is merged
+    in first (:mod:`watt.config_env`).
     """
     environ = dict(os.environ if env is None else env)
     if isinstance(source, (Config, Mapping)):
@@ -320,6 +324,7 @@ def load_config(
         if os.path.isfile(dotenv_file := os.path.join(base_dir, ".env")):
             values = dotenv_values(dotenv_file)
             environ = {**{k: v for k, v in values.items() if v is not None}, **environ}
+        raw, src = apply_overlay(raw, src, environment, environ, _read, _Source)
     else:
         raise TypeError(f"load_config() takes a path, a dict or a Config, not {type(source)!r}")
     config = _decode(_substitute(raw, "", environ, src), src)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import sys
 import time
 from collections.abc import Iterable, Mapping
 
@@ -200,14 +201,25 @@ def _forget_bytecode(files: list[str]) -> None:
 
 
 def run_dev(config, *, hostname: str | None = None, port: int | None = None,
-            log_level: str | None = None, **options) -> None:
+            log_level: str | None = None, debug=None, **options) -> None:
     """``watt dev``: :func:`watt.main.run` plus a :class:`Reloader` on the same loop,
-    with human-readable log lines (``logger.pretty``) even when output is piped."""
+    with human-readable log lines (``logger.pretty``) even when output is piped.
+
+    ``debug``: a :class:`watt.debug.DebugSession` (``--debug``), already listening.
+    When stdin is a terminal, ``breakpoint()`` in an application opens pdb on it
+    (:class:`watt.debug.PdbBridge`).
+    """
+    from .debug import PdbBridge
     from .main import _serve
     from .observability.logging import configure_logging
 
     configure_logging(log_level, pretty=True)
     options.setdefault("pretty", True)
+    if debug is not None:
+        debug_host, debug_port = debug.listen()
+        print(f"Watt debug adapter (debugpy) listening on {debug_host}:{debug_port}: attach "
+              "your IDE to it (docs/debugging.md)", flush=True)
+        options["prepare"] = debug.prepare
 
     async def watch(runtime) -> None:
         try:
@@ -216,5 +228,15 @@ def run_dev(config, *, hostname: str | None = None, port: int | None = None,
             logger.exception("the file watcher stopped; changes are no longer "
                              "picked up (restart watt dev)")
 
-    asyncio.run(_serve(config, hostname=hostname, port=port, log_level=log_level,
-                       on_running=watch, **options))
+    async def serve() -> None:
+        bridge = PdbBridge() if sys.stdin is not None and sys.stdin.isatty() else None
+        if bridge is not None:
+            await bridge.start()
+        try:
+            await _serve(config, hostname=hostname, port=port, log_level=log_level,
+                         on_running=watch, **options)
+        finally:
+            if bridge is not None:
+                await bridge.stop()
+
+    asyncio.run(serve())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -54,8 +55,10 @@ class Runtime:
                  port: int | None = None, engine: str | None = None,
                  start_timeout: float = 60.0, graceful_timeout: float | None = None,
                  management: bool = True, workers: int | None = None,
-                 log_level: str | None = None, pretty: bool | None = None) -> None:
+                 log_level: str | None = None, pretty: bool | None = None,
+                 prepare: Callable[[LoadedConfig], None] | None = None) -> None:
         self._source = config
+        self._prepare = prepare  # sees the loaded config first (watt dev --debug)
         self._hostname = hostname
         self._port = port
         self._engine_name = engine
@@ -94,6 +97,8 @@ class Runtime:
         if self._workers is not None:
             self.config.applications = [msgspec.structs.replace(app, workers=self._workers)
                                         for app in self.config.applications]
+        if self._prepare is not None:
+            self._prepare(self.config)
         if self.graceful_timeout is None:  # gracefulShutdown.application, in seconds
             self.graceful_timeout = self.config.graceful_shutdown.application / 1000
         configure_logging(self._log_level, pretty=self._pretty, config=self.config.logger)

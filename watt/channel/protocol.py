@@ -38,6 +38,7 @@ Frame layouts (``sid`` = stream id)::
     (METRICS, 0, token, json)   worker -> main: the answer, a JSON snapshot
     (SPANS, 0, service, app, spans)  worker -> main: spans finished since the last
                           SPANS, each a JSON object (text) in OTLP's JSON shape
+    (LOG_LEVEL, 0, level)       main -> worker: write lines from this level on (a LEVELS name)
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ HEALTH = 28
 LOG = 29
 METRICS = 30
 SPANS = 31
+LOG_LEVEL = 32
 
 KIND_NAMES = {
     REQUEST: "REQUEST",
@@ -89,6 +91,7 @@ KIND_NAMES = {
     LOG: "LOG",
     METRICS: "METRICS",
     SPANS: "SPANS",
+    LOG_LEVEL: "LOG_LEVEL",
 }
 
 # Frames that end a stream for the side receiving them.

@@ -14,6 +14,7 @@ runtime serves its own OpenAPI document at ``GET /api/v1/openapi.json``.
 
 from __future__ import annotations
 
+from . import dashboard as _dashboard  # noqa: F401 - /stats, /traces, /dashboard
 from . import endpoints as _endpoints  # noqa: F401 - registers the routes
 from . import observe as _observe  # noqa: F401 - /metrics and /logs
 from .api import PREFIX, ROUTES, ManagementApp, Reply, Request, route

@@ -82,6 +82,9 @@ class ManagementServer:
         logger.info(f"management API also at {self.tcp_url} (bearer token required)")
 
     async def stop(self) -> None:
+        if (dashboard := getattr(self.app, "dashboard", None)) is not None:
+            self.app.dashboard = None  # its own listener (watt admin)
+            await dashboard.stop()
         if self._tcp_server is not None:
             self._tcp_server.close()
             self._tcp_server = None

@@ -23,7 +23,7 @@ from . import mesh_client
 from .links import LinkTable
 from .observe import Observer
 from .serve import WorkerServer
-from .telemetry import MeteredSelector, capture_output, report_health
+from .telemetry import LEVELS, MeteredSelector, capture_output, report_health
 
 _SUBINTERPRETER_REFUSAL = "does not support loading in subinterpreters"
 _INTERNAL_DIRS = (
@@ -63,6 +63,10 @@ def run_process() -> None:
 
     spec = json.loads(os.environ.pop("WATT_WORKER_SPEC"))
     _prepare(spec, own_process=True)
+    if "WATT_DEBUGPY" in os.environ:  # watt dev --debug: join the IDE's session first
+        from .debug import connect_debugger
+
+        connect_debugger()
     transport = PipeTransport(spec["read_fd"], spec["write_fd"])
     selector = MeteredSelector()
     asyncio.run(serve(spec, transport, selector),
@@ -166,9 +170,12 @@ async def _run(spec, channel, transport, server, links, stop, selector) -> None:
     await _flush(transport)
 
 def _on_metrics(observer: Observer, on_control, frame: tuple) -> None:
-    """``(METRICS, 0, token, None)`` asks for this worker's metrics: answer at once."""
+    """``(METRICS, 0, token, None)`` asks for this worker's metrics: answer at once;
+    ``(LOG_LEVEL, 0, level)`` changes the application's log level."""
     if frame[0] == p.METRICS:
         observer.metrics_reply(frame[2])
+    elif frame[0] == p.LOG_LEVEL:
+        observer.log.threshold = LEVELS.get(frame[2], observer.log.threshold)
     else:
         on_control(frame)
 

@@ -1,0 +1,309 @@
+"""The admin dashboard (``watt admin``) against one real runtime: a subinterpreter
+entrypoint ``web`` that calls a process application ``api`` over the mesh.
+
+First the JSON endpoints the page reads (``/stats``, ``/traces``, the log-level
+action) and the listener's token, cookie and headers; then the page itself in
+headless Chromium through Playwright (skipped, saying why, when Chromium or
+Playwright is missing); ``watt admin --stop`` last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from support import ROOT, WattProcess, app_config, wait_for
+
+from watt.management.dashboard import group_traces, summarize
+
+CHROMIUM = os.environ.get("WATT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _admin(xdg: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "watt.cli", "admin", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, XDG_RUNTIME_DIR=str(xdg)))
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory):
+    xdg = Path(tempfile.mkdtemp(prefix="wd-", dir="/tmp"))  # short: socket path < 108 bytes
+    xdg.chmod(0o700)
+    folder = tmp_path_factory.mktemp("dashboard")
+    config = folder / "watt.json"
+    # A file exporter only: the dashboard adds the memory exporter it reads.
+    config.write_text(json.dumps({
+        "server": {"port": 0}, "entrypoint": "web",
+        "telemetry": {"exporter": {"type": "file",
+                                   "options": {"path": str(folder / "spans.jsonl")}}},
+        "applications": [app_config("web"), app_config("api", isolation="process")]}))
+    proc = WattProcess("-c", str(config), env={"XDG_RUNTIME_DIR": str(xdg)})
+    try:
+        url = proc.wait_url()
+        answer = _admin(xdg)
+        assert answer.returncode == 0, answer.stderr
+        link = answer.stdout.strip()
+        base, _, token = link.partition("/?token=")
+        with httpx.Client(base_url=base, timeout=30,
+                          headers={"authorization": f"Bearer {token}"}) as api:
+            yield SimpleNamespace(url=url, link=link, base=base, token=token, api=api,
+                                  xdg=xdg, proc=proc)
+    finally:
+        proc.proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        finally:
+            proc.kill()
+            shutil.rmtree(xdg, ignore_errors=True)
+
+
+def _mesh_calls(url: str, count: int, request_id: str | None = None) -> None:
+    headers = {"x-request-id": request_id} if request_id else {}
+    with httpx.Client(timeout=30) as client:
+        for _ in range(count):
+            reply = client.get(url + "/mesh", params={"target": "api.plt.local"},
+                               headers=headers)
+            assert reply.status_code == 200 and reply.json()["status"] == 200
+
+
+# -- pure ------------------------------------------------------------------------------
+def test_summarize_turns_snapshots_into_rows_and_edges():
+    snapshots = [
+        {"app": "web", "worker": 0, "isolation": "subinterpreter", "data": {
+            "requests": [["GET", 200, 5, 0.5, []], ["GET", 503, 2, 0.1, []]],
+            "quantiles": [0.001, 0.002, 0.01, 0.02, 0.03, 0.04, 0.05], "inFlight": 1,
+            "elu": 0.25, "cpu": 1.5, "memory": None,
+            "mesh": [["api", "GET", 200, 3, 0.03, []], ["api", "POST", 0, 1, 0.0, []],
+                     ["db", "GET", 502, 2, 0.2, []]]}},
+        {"app": "api", "worker": 1, "isolation": "process", "data": {"memory": 1024}}]
+    workers, edges = summarize(snapshots)
+    web, api = workers
+    assert web == {"app": "web", "worker": 0, "isolation": "subinterpreter", "requests": 7,
+                   "errors": 2, "durationSum": 0.6, "p50": 0.01, "p95": 0.03, "p99": 0.04,
+                   "inFlight": 1, "elu": 0.25, "cpu": 1.5, "memory": None}
+    assert api["requests"] == 0 and api["p50"] is None and api["memory"] == 1024
+    assert edges == [
+        {"source": "web", "target": "api", "requests": 4, "errors": 1, "durationSum": 0.03},
+        {"source": "web", "target": "db", "requests": 2, "errors": 2, "durationSum": 0.2}]
+
+
+def test_group_traces_latest_first_spans_by_start():
+    def span(trace, span_id, parent, start, end, app, error=False):
+        return {"traceId": trace, "spanId": span_id, "parentSpanId": parent, "name": "GET /",
+                "kind": "SERVER", "startTimeUnixNano": start * 1_000_000,
+                "endTimeUnixNano": end * 1_000_000, "status": {"code": "ERROR" if error
+                                                               else "UNSET"},
+                "resource": {"service.name": f"x-{app}", "watt.application": app}}
+
+    spans = [span("t1", "b", "a", 12, 14, "api", error=True), span("t1", "a", "", 10, 20, "web"),
+             span("t2", "c", None, 30, 31, "web")]
+    latest, older = group_traces(spans, 5)
+    assert latest["traceId"] == "t2" and older["traceId"] == "t1"
+    assert [s["spanId"] for s in older["spans"]] == ["a", "b"]
+    assert older["start"] == 10 and older["duration"] == 10
+    assert older["spans"][0]["parentSpanId"] is None
+    assert older["spans"][1] == {"spanId": "b", "parentSpanId": "a", "name": "GET /",
+                                 "kind": "SERVER", "app": "api", "start": 12, "end": 14,
+                                 "error": True}
+    assert group_traces(spans, 1) == [latest]
+
+
+# -- the listener ----------------------------------------------------------------------
+def test_the_token_lets_a_browser_in_once_then_a_cookie_does(runtime):
+    with httpx.Client(base_url=runtime.base, timeout=30) as anon:
+        refused = anon.get("/api/v1/stats")
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "WATT_MANAGEMENT_UNAUTHORIZED"
+        assert anon.get("/").status_code == 401
+        assert anon.get("/?token=not-it").status_code == 401
+        entered = anon.get(runtime.link)
+        assert entered.status_code == 303 and entered.headers["location"] == "/"
+        cookie = entered.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        page = anon.get("/")  # the client kept the cookie
+        assert page.status_code == 200 and "<title>Watt admin</title>" in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["referrer-policy"] == "no-referrer"
+        script = anon.get("/static/app.js")
+        assert script.status_code == 200 and script.headers["content-type"].startswith(
+            "text/javascript")
+        assert anon.get("/static/../server.py").status_code == 404
+        assert anon.get("/static/nothing.js").status_code == 404
+        assert anon.get("/api/v1/applications").status_code == 200
+        # A change made with the cookie alone (what another site could make a browser
+        # send) is refused; the page's own header lets it through.
+        body = {"level": "info"}
+        forged = anon.put("/api/v1/applications/web/log-level", json=body)
+        assert forged.status_code == 403
+        assert anon.put("/api/v1/applications/web/log-level", json=body,
+                        headers={"x-watt-dashboard": "1"}).status_code == 200
+
+
+def test_admin_again_answers_the_same_dashboard_or_refuses_another_port(runtime):
+    again = runtime.api.post("/api/v1/dashboard", json={})
+    assert again.json() == {"enabled": True, "url": runtime.link}
+    port = int(runtime.base.rsplit(":", 1)[1])
+    other = _admin(runtime.xdg, "--port", str(port + 1 if port < 65535 else port - 1))
+    assert other.returncode == 1 and "WATT_DASHBOARD_UNAVAILABLE" in other.stderr
+    bad = runtime.api.post("/api/v1/dashboard", json={"hostname": "example.com"})
+    assert bad.status_code == 400 and "IP address" in bad.json()["message"]
+    assert runtime.api.get("/api/v1/dashboard").json() == {"enabled": True,
+                                                          "url": runtime.link}
+
+
+# -- the JSON the page polls -----------------------------------------------------------
+def test_stats_count_requests_and_mesh_calls(runtime):
+    def snapshot():
+        stats = runtime.api.get("/api/v1/stats").json()
+        web = next(w for w in stats["workers"] if w["app"] == "web")
+        edge = next((e for e in stats["mesh"] if e["source"] == "web"), None)
+        return stats, web, edge
+
+    _, web_before, edge_before = snapshot()
+    _mesh_calls(runtime.url, 3)
+    stats, web, edge = snapshot()
+    assert web["requests"] == web_before["requests"] + 3
+    assert edge["target"] == "api" and edge["errors"] == 0
+    assert edge["requests"] == (edge_before["requests"] if edge_before else 0) + 3
+    assert web["p50"] is not None and web["cpu"] > 0 and web["isolation"] == "subinterpreter"
+    api = next(w for w in stats["workers"] if w["app"] == "api")
+    assert api["memory"] > 0 and api["isolation"] == "process"
+    assert stats["process"]["memory"] > 0
+
+
+def test_traces_show_a_mesh_call_across_both_apps(runtime):
+    _mesh_calls(runtime.url, 1)
+
+    def mesh_trace():
+        found = runtime.api.get("/api/v1/traces", params={"limit": 5}).json()
+        assert found["enabled"] is True
+        return next((t for t in found["traces"] if t["spans"][0]["name"] == "GET /mesh"
+                     and len(t["spans"]) == 3), None)
+
+    wait_for(lambda: mesh_trace() is not None, timeout=10)
+    server, client, target = mesh_trace()["spans"]
+    assert (server["app"], client["kind"], target["app"]) == ("web", "CLIENT", "api")
+    assert client["parentSpanId"] == server["spanId"]
+    assert target["parentSpanId"] == client["spanId"]
+    assert runtime.api.get("/api/v1/traces", params={"limit": 0}).status_code == 400
+    assert runtime.api.get("/api/v1/traces", params={"lmit": 1}).status_code == 400
+
+
+def test_log_level_changes_at_once_and_for_restarted_workers(runtime):
+    def messages(request_id: str, until: str = "GET /levels") -> list[str]:
+        with httpx.Client(timeout=30) as client:
+            assert client.get(runtime.url + "/levels",
+                              headers={"x-request-id": request_id}).status_code == 200
+
+        def logged() -> list[str]:
+            text = runtime.api.get("/api/v1/logs", params={"app": "web", "lines": 500}).text
+            return [r["msg"] for r in map(json.loads, text.splitlines())
+                    if r.get("reqId") == request_id]
+
+        wait_for(lambda: any(until in m for m in logged()), timeout=10)
+        return logged()
+
+    assert "stdlib debug" not in messages("lvl-before")
+    answer = runtime.api.put("/api/v1/applications/web/log-level", json={"level": "debug"})
+    assert answer.json() == {"id": "web", "level": "debug", "workers": 1}
+    assert "stdlib debug" in messages("lvl-debug")
+    runtime.api.put("/api/v1/applications/web/log-level", json={"level": "error"})
+    runtime.api.post("/api/v1/applications/web/restart").raise_for_status()
+    # The restarted worker kept "error": its error line comes, its warning line not.
+    shown = messages("lvl-error", until="stdlib error")
+    assert "stdlib warning" not in shown and "GET /levels 200" not in " ".join(shown)
+    runtime.api.put("/api/v1/applications/web/log-level", json={"level": "info"})
+    for bad in ({"level": "loud"}, {"level": "info", "x": 1}, ["info"]):
+        refused = runtime.api.put("/api/v1/applications/web/log-level", json=bad)
+        assert refused.status_code == 400
+    assert runtime.api.put("/api/v1/applications/nope/log-level",
+                           json={"level": "info"}).status_code == 404
+
+
+# -- the page, in headless Chromium ----------------------------------------------------
+@pytest.fixture
+def browser_page(runtime):
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; "
+                    "scripts/system-deps does it for make test)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright "
+                                   "(the test extra) to drive the page")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 800})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.set_default_timeout(10_000)
+            yield page
+            assert errors == []  # no script error, no refused resource, no CSP violation
+        finally:
+            browser.close()
+
+
+def test_the_page_shows_apps_moves_charts_filters_logs_and_restarts(runtime, browser_page):
+    page = browser_page
+    page.goto(runtime.link)  # the token becomes a cookie; the address bar drops it
+    assert page.url == runtime.base + "/"
+    page.locator("tr[data-app=web]").wait_for()
+    page.locator("tr[data-app=api]").wait_for()
+    assert page.locator("tr[data-app=api] td").nth(1).inner_text() == "process"
+
+    # Traffic moves the request-rate chart of web (the caption states its latest point).
+    page.click("nav a[href='#charts']")
+    rate = page.locator("[data-app=web] [data-latest=rate]")
+    deadline = time.monotonic() + 10
+    while not _rate_of(rate.inner_text()) > 0:
+        assert time.monotonic() < deadline, "the request rate never moved"
+        _mesh_calls(runtime.url, 5)
+        page.wait_for_timeout(200)
+    points = page.evaluate("document.querySelectorAll('[data-app=web] .uplot').length")
+    assert points == 5  # requests, latency, ELU, CPU, memory
+
+    # The log tail, filtered by one request's id: its lines in web and in api only.
+    _mesh_calls(runtime.url, 1, request_id="e2e-request-1")
+    page.click("nav a[href='#logs']")
+    page.fill("#log-request", "e2e-request-1")
+    rows = page.locator("#log-table tbody tr")
+    page.wait_for_function("() => [...document.querySelectorAll('#log-table tbody tr')]"
+                           ".filter(r => r.dataset.req === 'e2e-request-1').length >= 2")
+    assert {rows.nth(i).get_attribute("data-req") for i in range(rows.count())} == {
+        "e2e-request-1"}
+    workers = {rows.nth(i).locator("td").nth(2).inner_text() for i in range(rows.count())}
+    assert workers == {"web#0", "api#0"}
+
+    # Restart from the page: api's worker is a new process.
+    page.click("nav a[href='#applications']")
+    worker = page.locator("tr[data-app=api] .worker-id")
+    before = worker.inner_text()
+    page.get_by_role("button", name="Restart api").click()
+    page.wait_for_function("(old) => { const el = document.querySelector("
+                           "'tr[data-app=api] .worker-id'); return el && el.textContent !== old"
+                           " && el.textContent.startsWith('pid'); }", arg=before)
+    assert page.locator("#status").inner_text() == "api restarted"
+
+
+def _rate_of(caption: str) -> float:
+    return float(caption.rsplit(" ", 1)[-1]) if caption.strip() else 0.0
+
+
+def test_admin_stop_closes_the_listener(runtime):
+    answer = _admin(runtime.xdg, "--stop")
+    assert answer.returncode == 0, answer.stderr
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(runtime.base + "/", timeout=5)
+    assert runtime.api.get  # the client stays usable for the fixture's teardown

@@ -1,0 +1,46 @@
+"""``watt admin``: start (or find) a runtime's dashboard and print its URL.
+
+The dashboard is served by the runtime itself (``watt/management/dashboard``);
+this command only asks for it over the management socket.
+"""
+
+from __future__ import annotations
+
+import webbrowser
+
+import click
+
+
+@click.command()
+@click.argument("pid", type=int, required=False)
+@click.option("--hostname", "--host", default="127.0.0.1", show_default=True,
+              help="Where the dashboard listens: an IP address or localhost.")
+@click.option("-p", "--port", type=click.IntRange(0, 65535), default=0,
+              help="Its port (default 0: a free one).")
+@click.option("--open", "open_browser", is_flag=True,
+              help="Also open the URL in the default web browser.")
+@click.option("--stop", "stop_it", is_flag=True, help="Stop the dashboard instead.")
+def admin(pid: int | None, hostname: str, port: int, open_browser: bool, stop_it: bool) -> None:
+    """Print the URL of the dashboard of runtime PID (default: the only one running).
+
+    The runtime starts the dashboard if it is not on yet: one page with every
+    application, live charts, the mesh, logs and traces, and restart and log
+    level actions (docs/dashboard.md).  The URL carries a random token: who
+    has it can act on the runtime, so share it no more than a shell.
+    Exit codes: 0; 1 the dashboard cannot listen there; 3 no runtime.
+    """
+    from .cli import _api, _talks_to_runtime, _target
+
+    @_talks_to_runtime
+    def run() -> None:
+        target = _target(pid)
+        if stop_it:
+            _api(target, "DELETE", "/dashboard")
+            click.echo(f"dashboard of {target['pid']} stopped")
+            return
+        state = _api(target, "POST", "/dashboard", {"hostname": hostname, "port": port})
+        click.echo(state["url"])
+        if open_browser:
+            webbrowser.open(state["url"])
+
+    run()
