@@ -5,11 +5,12 @@ Kubernetes schema of a pinned version, offline)."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -71,12 +72,24 @@ def _project(tmp_path: Path, config: dict | None = None) -> Path:
     return root
 
 
-def _watt(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
+def _watt(*args: str, cwd: Path, env: dict | None = None) -> SimpleNamespace:
+    """`watt ARGS` in ``cwd``, in this process (click's runner): DB_PASSWORD and
+    REGION unset unless ``env`` sets them, as on a build machine."""
+    from click.testing import CliRunner
 
-    environ = {k: v for k, v in os.environ.items() if k not in ("DB_PASSWORD", "REGION")}
-    return subprocess.run([sys.executable, "-m", "watt.cli", *args], cwd=cwd, text=True,
-                          capture_output=True, env={**environ, **(env or {})}, timeout=60)
+    from watt.cli import main
+
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(main, list(args), env={"DB_PASSWORD": None, "REGION": None,
+                                                           **(env or {})})
+    finally:
+        os.chdir(here)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout,
+                           stderr=result.stderr)
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:

@@ -176,6 +176,10 @@ CODES: dict[str, str] = {
         "`telemetry.exporter` asks for `otlp` but the OpenTelemetry SDK and OTLP exporter are "
         "not installed (`pip install 'watt[otlp]'`)."
     ),
+    "WATT_SERVERLESS_EVENT": (
+        "`watt.serverless`: the Lambda event is not an API Gateway (REST, HTTP API) or ALB "
+        "event, or its base64 body is invalid."
+    ),
     "WATT_STREAM_CANCELLED": "The caller of a stream went away (client disconnect).",
     "WATT_STREAM_CLOSED": "A stream was used after it was closed.",
     "WATT_SUBINTERPRETERS_UNAVAILABLE": (

@@ -103,6 +103,13 @@ class H1Engine:
             for conn in list(self.connections):
                 conn.check_deadlines(now)
 
+    def retire(self) -> None:
+        """The drain before :meth:`stop` (``deploy.drainDelay``): still accept, but end
+        each connection after its next response, which says ``connection: close``, so a
+        proxy retires its pooled connections itself instead of sending on one that
+        this server closes under it."""
+        self.closing = True
+
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (up to the graceful
         timeout), close idle keep-alive connections, then close the rest."""
@@ -523,7 +530,7 @@ class _Exchange:
         version = b"1.0" if self.scope["http_version"] == "1.0" else b"1.1"
         parts = [_status_line(version, status), proto.engine.clock.header]
         length = None
-        keep_alive = self.keep_alive
+        keep_alive = self.keep_alive and not proto.engine.closing
         for i in range(0, len(flat), 2):
             name = flat[i]
             if name == b"content-length":

@@ -211,6 +211,7 @@ class Runtime:
             async with asyncio.timeout(limit):
                 try:
                     if self._engine is not None:
+                        await self._drain_delay()
                         await self._engine.stop()
                 finally:
                     await self._stop_pools()
@@ -227,6 +228,18 @@ class Runtime:
             hub.close()  # log transports send what they still hold
             if self._probes is not None:  # /ready said 503 all through the drain
                 await self._probes.stop()
+
+    async def _drain_delay(self) -> None:
+        """``deploy.drainDelay``: keep serving while /ready already says 503 (the state
+        is "stopping"), so a load balancer that polls it stops sending before the
+        listener closes and new connections are refused."""
+        delay = self.config.config.deploy.drain_delay / 1000 if self.config else 0
+        if delay > 0:
+            retire = getattr(self._engine, "retire", None)  # the watt engine's
+            if retire is not None:
+                retire()
+            logger.info(f"draining: /ready answers 503, the listener closes in {delay:g} s")
+            await asyncio.sleep(delay)
 
     async def _stop_pools(self) -> None:
         entry = self.config.entrypoint if self.config else None
@@ -319,6 +332,14 @@ class Runtime:
     def state(self) -> str:
         """new, starting, running, stopping or stopped."""
         return self._state
+
+    @property
+    def entry_app(self):
+        """The ASGI callable the HTTP engine serves: the entrypoint's forwarder, with
+        its limits and routing.  ``watt.serverless`` feeds it without a socket."""
+        if self._engine is None:
+            raise WattError("the runtime is not running", code="WATT_RUNTIME_STATE")
+        return self._engine.app
 
     def info(self) -> dict:
         """What ``watt ps`` shows: pid, folder, URL, uptime, applications."""
