@@ -182,6 +182,17 @@ _SEVERITIES = {"trace": 7, "debug": 7, "info": 6, "success": 5, "warning": 4, "w
                "error": 3, "critical": 2, "fatal": 2}
 
 
+def _utc(record: dict) -> datetime.datetime:
+    """A line's ``time`` (ms since the epoch), or now when it has none."""
+    stamp = record.get("time")
+    return (datetime.datetime.fromtimestamp(stamp / 1000, datetime.UTC)
+            if isinstance(stamp, int) else datetime.datetime.now(datetime.UTC))
+
+
+def _rfc3339(when: datetime.datetime) -> str:
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _header_field(value, limit: int) -> str:
     """A header field: printable US-ASCII without spaces, or the nil value ``-``."""
     text = "".join(c for c in str(value) if 33 <= ord(c) <= 126)[:limit]
@@ -199,10 +210,7 @@ def syslog_message(line: str, facility: str = "user", app_name: str | None = Non
     if not isinstance(record, dict):
         record = {}
     severity = _SEVERITIES.get(str(record.get("level", "info")), 6)
-    stamp = record.get("time")
-    when = (datetime.datetime.fromtimestamp(stamp / 1000, datetime.UTC)
-            if isinstance(stamp, int) else datetime.datetime.now(datetime.UTC))
-    timestamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    timestamp = _rfc3339(_utc(record))
     msg_id = "access" if "status" in record and "duration" in record else "-"
     head = (f"<{_FACILITIES[facility] * 8 + severity}>1 {timestamp} "
             f"{_header_field(record.get('hostname') or socket.gethostname(), 255)} "
@@ -296,10 +304,8 @@ def bulk_body(lines: list[str], index: str) -> bytes:
             doc = {"msg": line}
         if not isinstance(doc, dict):
             doc = {"msg": doc}
-        stamp = doc.get("time")
-        when = (datetime.datetime.fromtimestamp(stamp / 1000, datetime.UTC)
-                if isinstance(stamp, int) else datetime.datetime.now(datetime.UTC))
-        doc["@timestamp"] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        when = _utc(doc)
+        doc["@timestamp"] = _rfc3339(when)
         out.append(json.dumps({"create": {"_index": when.strftime(index)}},
                               separators=(",", ":")))
         out.append(json.dumps(doc, separators=(",", ":"), default=str))
