@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from dotenv import dotenv_values
 
+from watt.config_auth import AuthConfig, OpenApiSetting, ValidationSetting
 from watt.config_capabilities import CommandListen, GatewayConfig
 from watt.config_edge import AppCors, EdgeServerConfig
 from watt.config_deploy import DeployConfig
@@ -142,6 +143,8 @@ class ApplicationConfig(_Section):
              "requests at shutdown (default: `gracefulShutdown.application`)."),
     ] = None
     cors: AppCors = None
+    openapi: OpenApiSetting = True
+    validation: ValidationSetting = True
 
 
 class LimitsConfig(_Section):
@@ -260,6 +263,8 @@ class Config(_Section):
     autoload: Annotated[
         AutoloadConfig | None, _doc("Load every sub-folder of a folder as an application.")
     ] = None
+    auth: Annotated[AuthConfig | None, _doc("Bearer-token authentication at the entrypoint, "
+                                            "per path prefix (docs/auth.md).")] = None
     deploy: Annotated[
         DeployConfig, _doc("Container and Kubernetes settings (`watt build --container`, "
                            "`--k8s`) and the drain after SIGTERM.")] = DeployConfig()

@@ -68,6 +68,19 @@ CODES: dict[str, str] = {
     "WATT_APP_START_FAILED": "A worker failed to start for another reason.",
     "WATT_APP_START_TIMEOUT": "A worker did not report ready within the start timeout.",
     "WATT_APP_UNHANDLED_ERROR": "The application raised before it finished its response.",
+    "WATT_AUTH_INSUFFICIENT_SCOPE": (
+        "A valid token lacks a scope its `auth.routes[].scopes` require (403)."
+    ),
+    "WATT_AUTH_INVALID_TOKEN": (
+        "A bearer token is malformed, expired, not yet valid, badly signed, for another "
+        "issuer or audience, or not active (401, `WWW-Authenticate: Bearer`)."
+    ),
+    "WATT_AUTH_MISSING_TOKEN": "A path `auth` protects was requested without a bearer token "
+                               "(401).",
+    "WATT_AUTH_UNAVAILABLE": (
+        "The JWKS or introspection server could not be reached to check a token (503), or "
+        "`auth` is configured but PyJWT is not installed (`pip install 'watt[auth]'`)."
+    ),
     "WATT_BODY_TOO_LARGE": "A request body is larger than `limits.maxBodySize` (413).",
     "WATT_BUILD_LOCK_INVALID": "An application's lock or pyproject.toml cannot be read.",
     "WATT_BUILD_MISSING_DEPENDENCY": "`watt build --k8s` needs PyYAML (`watt[deploy]`).",
@@ -162,11 +175,19 @@ CODES: dict[str, str] = {
         "The target application closed the mesh WebSocket before accepting it."
     ),
     "WATT_NO_WORKER": "The application has no worker ready (starting, stopping or dead).",
+    "WATT_OPENAPI_INVALID": (
+        "The OpenAPI file named by `applications[].openapi` cannot be read or used "
+        "(fails the start)."
+    ),
     "WATT_OVERLOADED": (
         "The entrypoint application has `limits.maxConcurrency` requests in flight, or a "
         "worker has its application's `maxConcurrency` (503, Retry-After)."
     ),
     "WATT_RATE_LIMITED": "A client emptied its `server.rateLimit` bucket (429, Retry-After).",
+    "WATT_REQUEST_INVALID": (
+        "The request breaks the application's OpenAPI document (400, "
+        "`application/problem+json` listing each violation)."
+    ),
     "WATT_REQUEST_TIMEOUT": (
         "The application did not start its response within `limits.requestTimeout` (504)."
     ),

@@ -270,8 +270,9 @@ class Runtime:
     # -- use ------------------------------------------------------------------------------
     async def inject(self, app_id: str, method: str = "GET", path: str = "/", *,
                      headers: dict | list | None = None, body: bytes | str = b"") -> InjectResponse:
-        """Send a request to ``app_id`` over its channel, without a socket."""
-        if self._state != "running":
+        """Send a request to ``app_id`` over its channel, without a socket (also while
+        the runtime starts: the edge fetches OpenAPI documents of ready applications)."""
+        if self._state not in ("running", "starting"):
             raise WattError("the runtime is not running", code="WATT_RUNTIME_STATE")
         if app_id not in self.pools:
             raise WattError(f"no application {app_id!r} (known: {', '.join(sorted(self.pools))})",
