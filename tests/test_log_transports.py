@@ -232,6 +232,22 @@ def test_file_transport_rotates_by_size_and_keeps_retention(tmp_path):
     assert "warning number 19" in kept and "info number" not in kept
 
 
+def test_file_transport_rotates_by_time_and_keeps_retention(tmp_path):
+    hub = hub_with({"type": "file", "path": str(tmp_path / "app.log"), "rotation": "daily",
+                    "retention": 1})
+    handler = hub.outputs[0]._handler
+    try:
+        for day in (1, 2, 3):  # the handler's next rollover time comes, without waiting
+            handler.rolloverAt = day * 86400
+            hub.write("info", line(f"day {day}"))
+    finally:
+        hub.close()
+    rotated = "app.log." + time.strftime("%Y-%m-%d", time.localtime(2 * 86400))  # day 2's
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.log", rotated]
+    assert "day 2" in (tmp_path / rotated).read_text()
+    assert "day 3" in (tmp_path / "app.log").read_text()
+
+
 def test_console_transport_level_and_format(capsys):
     hub = hub_with({"type": "console", "level": "error", "format": "json"})
     try:
