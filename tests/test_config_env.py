@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import textwrap
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_config import write
 
 from watt.cli import main
 from watt.cli_config import mask_config
 from watt.config import load_config
 from watt.config_env import merge
 from watt.errors import ConfigError
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    file = folder / name
-    file.write_text(textwrap.dedent(text).lstrip("\n"))
-    return file
 
 
 @pytest.fixture
@@ -99,6 +93,15 @@ def test_toml_overlay_with_placeholders_and_a_dotenv_watt_env(project: Path):
     assert [a.id for a in loaded.applications] == ["web", "api", "extra"]
 
 
+def production_error(project: Path, overlay: str | None = None) -> ConfigError:
+    """The error of loading ``project`` with ``watt.production.json`` (written when given)."""
+    if overlay is not None:
+        (project / "watt.production.json").write_text(overlay)
+    with pytest.raises(ConfigError) as info:
+        load_config(project, env={}, environment="production")
+    return info.value
+
+
 def test_overlay_errors_name_the_overlay_file_line_and_key(project: Path):
     overlay = write(project, "watt.production.json", """
         {
@@ -108,38 +111,25 @@ def test_overlay_errors_name_the_overlay_file_line_and_key(project: Path):
           ]
         }
         """)
-    with pytest.raises(ConfigError) as info:
-        load_config(project, env={}, environment="production")
-    err = info.value
+    err = production_error(project)
     assert (err.code, err.file, err.line, err.key) == (
         "WATT_CONFIG_INVALID_TYPE", str(overlay), 4, "applications[0].workers")
     assert "`applications[0].workers`" in err.message  # the overlay's index, not the merged 1
-    overlay.write_text('{"server": {"prot": 1}}')
-    with pytest.raises(ConfigError) as info:
-        load_config(project, env={}, environment="production")
-    assert info.value.code == "WATT_CONFIG_UNKNOWN_KEY" and info.value.file == str(overlay)
-    assert "did you mean `port`" in info.value.message
-    overlay.write_text('{"applications": [{"id": "new"}]}')  # a new entry without its path
-    with pytest.raises(ConfigError) as info:
-        load_config(project, env={}, environment="production")
-    assert (info.value.code, info.value.file, info.value.key) == (
+    err = production_error(project, '{"server": {"prot": 1}}')
+    assert err.code == "WATT_CONFIG_UNKNOWN_KEY" and err.file == str(overlay)
+    assert "did you mean `port`" in err.message
+    err = production_error(project, '{"applications": [{"id": "new"}]}')  # no path
+    assert (err.code, err.file, err.key) == (
         "WATT_CONFIG_MISSING_KEY", str(overlay), "applications[0].path")
-    overlay.write_text('{"applications": [{"workers": 2}]}')  # no id to merge by
-    with pytest.raises(ConfigError) as info:
-        load_config(project, env={}, environment="production")
-    assert (info.value.code, info.value.key) == ("WATT_CONFIG_MISSING_KEY",
-                                                 "applications[0].id")
-    overlay.write_text('{"server": ')
-    with pytest.raises(ConfigError) as info:
-        load_config(project, env={}, environment="production")
-    assert info.value.code == "WATT_CONFIG_SYNTAX" and info.value.file == str(overlay)
+    err = production_error(project, '{"applications": [{"workers": 2}]}')  # no id
+    assert (err.code, err.key) == ("WATT_CONFIG_MISSING_KEY", "applications[0].id")
+    err = production_error(project, '{"server": ')
+    assert err.code == "WATT_CONFIG_SYNTAX" and err.file == str(overlay)
     # the base file's own mistakes still point at the base file
-    overlay.write_text('{"server": {"port": 1}}')
     (project / "watt.json").write_text('{"applications": [{"id": "web", "path": "web", '
                                        '"workers": 0}]}')
-    with pytest.raises(ConfigError) as info:
-        load_config(project, env={}, environment="production")
-    assert info.value.file == str(project / "watt.json")
+    assert production_error(project, '{"server": {"port": 1}}').file == \
+        str(project / "watt.json")
 
 
 def test_missing_ambiguous_or_bad_environment_names(project: Path):
