@@ -31,6 +31,7 @@ from pathlib import Path
 
 import cpu
 import edge_checks
+import edge
 import entrypoint
 import http2
 import memory
@@ -52,6 +53,7 @@ SCENARIOS: dict[str, tuple[Callable[[Settings], Scenario], str]] = {
     "startup": (startup.scenario, "watt start to first 200, 1 and 3 applications"),
     "realistic": (realistic.scenario, "Django and Flask through Watt vs Gunicorn sync workers"),
     "observability": (observability.scenario, "access log + tracing + /metrics on vs off"),
+    "edge": (edge.scenario, "rate limit + CORS + security headers on vs off (trivial app)"),
     "edge-checks": (edge_checks.scenario, "OpenAPI validation and JWT auth on vs off: "
                     "in-process µs per request, and requests/s (trivial app)"),
     "http2": (http2.scenario, "HTTP/2 cleartext with h2load: Watt (granian, hypercorn engines) "

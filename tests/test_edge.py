@@ -145,3 +145,88 @@ def test_trusted_proxies_must_be_addresses(entry):
     with pytest.raises(ConfigError, match="trustedProxies"):
         load_config({"server": {"trustedProxies": [entry]},
                      "applications": [{"id": "a", "path": ".", "app": "m:app"}]})
+
+
+def loaded(**server):
+    from watt.config import load_config
+
+    return load_config({"server": server, "entrypoint": "a", "applications": [
+        {"id": "a", "path": ".", "app": "m:app"},
+        {"id": "b", "path": ".", "app": "m:app", "cors": False}]})
+
+
+def test_token_buckets_refill_per_client_and_prefix_within_bounded_memory():
+    from watt.edge.ratelimit import factory
+
+    stage = factory(loaded(rateLimit={"max": 2, "timeWindow": 1000, "maxClients": 3,
+                                      "routes": [{"prefix": "/api", "max": 1}]}), None)
+    now = [100.0]
+    stage.clock = lambda: now[0]
+
+    def hit(path, ip="10.0.0.1"):
+        r = EdgeRequest("GET", path, b"", [], (ip, 1), "http", "a")
+        reply = stage.check(r)
+        return reply.status if reply else 200
+
+    assert [hit("/x"), hit("/x"), hit("/x")] == [200, 200, 429]
+    assert hit("/api/v1") == 200 and hit("/api") == 429 and hit("/apix") == 429
+    assert hit("/x", ip="10.0.0.2") == 200  # another client, its own bucket
+    now[0] += 0.5  # one token back (2 per second)
+    assert hit("/x") == 200 and hit("/x") == 429
+    reply = stage.check(EdgeRequest("GET", "/api", b"", [], ("10.0.0.1", 1), "http", "a"))
+    assert dict(reply.headers)[b"retry-after"] == b"60"  # 1 token per 60 s on /api
+    for n in range(10):
+        hit("/x", ip=f"10.1.0.{n}")
+    assert len(stage.buckets) == 3
+
+
+def test_no_stage_without_config():
+    from watt.edge.cors import factory as cors
+    from watt.edge.ratelimit import factory as rate
+    from watt.edge.security import factory as security
+
+    config = loaded()
+    assert cors(config, None) is None and rate(config, None) is None
+    assert security(config, None) is None
+
+
+def test_cors_policy_per_application_and_preflight_rules():
+    from watt.edge.cors import factory
+
+    stage = factory(loaded(cors={"origin": "*", "methods": ["GET"]}), None)
+    pre = [(b"origin", b"https://x.example"), (b"access-control-request-method", b"GET")]
+    ok = stage.check(EdgeRequest("OPTIONS", "/", b"", pre, None, "http", "a"))
+    assert ok.status == 204 and (b"access-control-allow-origin", b"*") in ok.headers
+    bad = stage.check(EdgeRequest("OPTIONS", "/", b"", pre[:1] + [
+        (b"access-control-request-method", b"DELETE")], None, "http", "a"))
+    assert bad.status == 403
+    assert stage.check(EdgeRequest("OPTIONS", "/", b"", pre, None, "http", "b")) is None
+    r = EdgeRequest("GET", "/", b"", pre[:1], None, "http", "a")
+    assert stage.check(r) is None
+    assert (b"access-control-allow-origin", b"*") in stage.on_response(r, 200, [])
+
+
+def test_security_headers_keep_the_apps_own_and_hsts_needs_https():
+    from watt.edge.security import factory
+
+    stage = factory(loaded(securityHeaders={"frameOptions": None, "referrerPolicy": "same-origin"}),
+                    None)
+    plain = dict(stage.on_response(req(), 200, [(b"x-content-type-options", b"app")]))
+    assert plain[b"x-content-type-options"] == b"app" and b"x-frame-options" not in plain
+    assert plain[b"referrer-policy"] == b"same-origin"
+    assert b"strict-transport-security" not in plain
+    secure = req()
+    secure.scheme = "https"
+    assert b"strict-transport-security" in dict(stage.on_response(secure, 200, []))
+
+
+def test_through_a_gateway_the_request_goes_to_the_routed_app():
+    from capabilities.gateway_config import parse_config
+    from watt.edge.info import EdgeInfo
+
+    routes = parse_config({"routes": [{"prefix": "/api", "to": "svc"},
+                                      {"prefix": "/", "to": "web"}]}, self_id="gw")
+    info = EdgeInfo("gw", {}, routes=routes)
+    assert [info.app_for(p) for p in ("/api/x", "/api", "/apix", "/")] == \
+        ["svc", "svc", "web", "web"]
+    assert EdgeInfo("solo", {}).app_for("/api") == "solo"

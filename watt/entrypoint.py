@@ -358,9 +358,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def format_url(host: str, port: int) -> str:
+def format_url(host: str, port: int, scheme: str = "http") -> str:
     shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    return f"{scheme}://{shown}:{port}"
 
 
 class HypercornEngine:
@@ -394,9 +394,12 @@ class HypercornEngine:
             # hypercorn has one read timeout for the whole connection: it bounds
             # a slow head, and a client that stalls mid-body for as long.
             config.read_timeout = limits.header_timeout / 1000
+        tls = getattr(self.app, "tls", None)
+        if tls is not None:  # ALPN h2 and http/1.1
+            config.certfile, config.keyfile, config.keyfile_password = tls
         self._task = asyncio.get_running_loop().create_task(
             serve(self.app, config, shutdown_trigger=self._shutdown.wait))
-        return format_url(self.host, self.port)
+        return format_url(self.host, self.port, "http" if tls is None else "https")
 
     async def stop(self) -> None:
         self._shutdown.set()
@@ -455,6 +458,14 @@ class GranianEngine:
             options["http1_settings"] = HTTP1Settings(
                 header_read_timeout=limits.header_timeout,
                 max_buffer_size=max(limits.max_header_size, 8192))
+        tls = getattr(self.app, "tls", None)
+        if tls is not None:  # HTTP/2 via ALPN (http: auto)
+            from pathlib import Path
+
+            from granian.constants import SSLProtocols
+
+            options.update(ssl_cert=Path(tls.cert), ssl_key=Path(tls.key),
+                           ssl_key_password=tls.password, ssl_protocol_min=SSLProtocols.tls12)
         server = _Server(self.app, address=self.host, port=self.port, interface=Interfaces.ASGI,
                          log_enabled=False, backlog=1024, **options)
         server.workers_kill_timeout = self.graceful_timeout
@@ -468,7 +479,10 @@ class GranianEngine:
         fd = os.dup(server._sfd)
         with socket.socket(fileno=fd) as sock:
             self.port = sock.getsockname()[1]
-        return format_url(self.host, self.port)
+            # granian's worker calls listen() only once it runs (later still with TLS):
+            # listening now, clients wait in the backlog instead of being refused.
+            sock.listen(1024)
+        return format_url(self.host, self.port, "http" if tls is None else "https")
 
     async def stop(self) -> None:
         if self._server is not None:

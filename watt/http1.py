@@ -61,6 +61,7 @@ class H1Engine:
     """``server.engine: watt``: HTTP/1.1 and WebSocket on the main loop."""
 
     name = "watt"
+    scheme = "http"  # "https" with server.tls (HTTP/1.1 only: ALPN offers http/1.1)
     SWEEP = 0.1  # seconds between two checks of the deadlines
 
     def __init__(self, app, host: str, port: int, graceful_timeout: float = 10.0) -> None:
@@ -87,10 +88,16 @@ class H1Engine:
         sock = bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
         loop = asyncio.get_running_loop()
+        tls = getattr(self.app, "tls", None)
+        if tls is not None:
+            from .edge.tls import context
+
+            self.scheme = "https"
         self._server = await loop.create_server(lambda: H1Protocol(self), sock=sock,
-                                                backlog=1024)
+                                                backlog=1024,
+                                                ssl=None if tls is None else context(tls))
         self._sweeper = loop.create_task(self._sweep())
-        return format_url(self.host, self.port)
+        return format_url(self.host, self.port, self.scheme)
 
     async def _sweep(self) -> None:
         last_second = int(time.monotonic())
@@ -302,7 +309,7 @@ class H1Protocol(asyncio.Protocol):
         method = parser.get_method().decode("ascii")
         exchange = _Exchange(self, {
             "type": "http", "http_version": parser.get_http_version(), "method": method,
-            "scheme": "http", "path": unquote(raw_path.decode("latin-1")),
+            "scheme": self.engine.scheme, "path": unquote(raw_path.decode("latin-1")),
             "raw_path": raw_path, "query_string": url.query or b"", "root_path": "",
             "headers": self._headers, "client": self.client, "server": self.server,
         }, parser.should_keep_alive(), method == "HEAD")

@@ -23,6 +23,7 @@ from .capability import Capability, discover
 from .channel.message import Response
 from .config import ApplicationConfig, Config, LoadedConfig, load_config
 from .edge.info import make_edge
+from .edge.tls import resolve as resolve_tls
 from .entrypoint import Forwarder, HypercornEngine, create_engine, forward
 from .errors import ConfigError, WattError
 from .isolation import WorkerHandle
@@ -125,7 +126,8 @@ class Runtime:
             entry_drain = self.pools[entry].app.graceful_shutdown
             self._engine = create_engine(self._engine_name or server.engine,
                                          Forwarder(self.router, entry, self.config.limits,
-                                                   make_edge(self.config, self), server.tls),
+                                                   make_edge(self.config, self),
+                                                   resolve_tls(server.tls, self.config.base_dir)),
                                          host, port,
                                          self.graceful_timeout if entry_drain is None
                                          else entry_drain / 1000)

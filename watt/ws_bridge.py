@@ -37,7 +37,8 @@ class WebSocketBridge:
                 f"{'?' + scope['query_string'].decode('latin-1') if scope['query_string'] else ''}"
                 " HTTP/1.1\r\n".encode("latin-1")]
         head += [name + b": " + value + b"\r\n" for name, value in scope["headers"]]
-        self.scope = dict(scope, type="websocket", scheme="ws", subprotocols=[])
+        self.scope = dict(scope, type="websocket", subprotocols=[],
+                          scheme="wss" if scope["scheme"] == "https" else "ws")
         self.scope.pop("method", None)
         try:
             self.conn.receive_data(b"".join(head) + b"\r\n" + rest)

@@ -12,7 +12,7 @@ A stage is a :class:`Stage` made by a factory registered under a name with
 :func:`register_stage`.  The names below run in this order, any other name after
 them in registration order::
 
-    rate-limit -> cors -> auth -> validation -> security-headers
+    security-headers -> rate-limit -> cors -> auth -> validation
 
 ``check`` runs in that order and may answer instead of the application
 (an :class:`EdgeReply`), possibly after awaiting something (``check`` may
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 #: The stage names whose order is fixed; others run after them.
-ORDER = ("rate-limit", "cors", "auth", "validation", "security-headers")
+ORDER = ("security-headers", "rate-limit", "cors", "auth", "validation")
 #: Modules that register stages when imported (a missing one is skipped, so a
 #: stage module can be added without touching this list's users).
 BUILTIN = ("watt.edge.ratelimit", "watt.edge.cors", "watt.edge.auth", "watt.edge.validation",

@@ -9,10 +9,10 @@ collect in the exchange's ``pending`` (bounded by ``limits.maxBodySize``).
 from __future__ import annotations
 
 import asyncio
+from itertools import chain
 
 from loguru import logger
 
-from ..channel import protocol as p
 from . import EdgeReply
 
 
@@ -70,5 +70,6 @@ def _awaited(ex, task: asyncio.Future, then) -> None:
 
 def edge_response(ex, status: int, flat: tuple) -> tuple:
     """The application's response headers through the stages' ``on_response``."""
-    pipeline = ex.proto.edge.pipeline
-    return p.flatten_headers(pipeline.on_response(ex.edge, status, p.pair_headers(flat)))
+    pairs = ex.proto.edge.pipeline.on_response(ex.edge, status,
+                                                list(zip(flat[::2], flat[1::2], strict=False)))
+    return tuple(chain.from_iterable(pairs))  # (p.flatten_headers copies every item)
