@@ -127,7 +127,7 @@ function describe(m, w) {
 function options(m, labels, width) {
   return {
     width, height: 150,
-    legend: { show: labels.length > 1 },
+    legend: { show: labels.length > 1, live: false },
     cursor: { drag: { x: false, y: false } },
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max || 0, m.key === "elu" ? 100 : 1)] } },
     axes: [{ stroke: "#4a5560", size: 30 }, { stroke: "#4a5560", size: 44 }],

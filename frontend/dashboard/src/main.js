@@ -82,7 +82,8 @@ async function poll() {
 
 window.addEventListener("hashchange", () => {
   show();
-  $("#main").focus();
+  window.scrollTo(0, 0);
+  $("#main").focus({ preventScroll: true }); // keyboard and screen-reader users land on the view
 });
 show();
 refreshApps().catch(pollFailed);
