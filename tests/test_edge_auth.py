@@ -329,6 +329,9 @@ def test_jwks_cache_decisions(keys):
     clock.now += 600
     key, fetch = cache.lookup("ec-1")
     assert key is not None and fetch  # expired: refetch, the old key still there meanwhile
+    cache._pending = object()  # a fetch in flight (the one at start): join it, even too soon
+    cache.tried_at = clock.now
+    assert cache.lookup("new") == (None, True) and cache.lookup("ec-1")[0] is key
 
 
 def test_introspection_cache_lifetimes():

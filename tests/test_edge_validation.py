@@ -198,3 +198,11 @@ def test_body_only_read_for_json_operations():
 def test_unusable_documents_are_spec_errors(doc, message):
     with pytest.raises(SpecError, match=message.replace("$", r"\$")):
         compile_spec(doc)
+
+
+def test_a_json_content_parameter_is_parsed():
+    spec = compile_spec(_doc({"/f": _get({"name": "filter", "in": "query", "content": {
+        "application/json": {"schema": {"type": "object", "required": ["x"]}}}})}))
+    op, _ = spec.find("GET", "/f")
+    assert op.check({}, b"filter=%7B%22x%22%3A1%7D", []) == []
+    assert [v["name"] for v in op.check({}, b"filter=%7B%7D", [])] == ["filter"]

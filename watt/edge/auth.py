@@ -21,6 +21,7 @@ has ``auth`` (``pip install 'watt[auth]'``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -227,6 +228,13 @@ class AuthStage(Stage):
         self.routes = sorted(routes, key=lambda r: -len(r.prefix))
         self.header = header.lower().encode("latin-1")
         self.realm = auth.realm.replace('"', "'")
+        self._prefetch = []  # JWKS fetched as the runtime starts, not at the first token
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._prefetch = [loop.create_task(r.jwt.jwks.refresh()) for r in self.routes
+                          if r.jwt is not None and r.jwt.jwks is not None]
 
     def route(self, path: str) -> AuthRoute | None:
         for route in self.routes:
@@ -248,6 +256,9 @@ class AuthStage(Stage):
                 if fetch:
                     return self._after_jwks(req, route, token)
                 if key is None:
+                    if not route.jwt.jwks.keys:  # never fetched, next try not due yet
+                        raise Denied(503, "WATT_AUTH_UNAVAILABLE", "the JWKS could not be "
+                                     "fetched")
                     raise _invalid("no key of the JWKS matches the token's kid")
                 return self._accept(req, route, route.jwt.verify(token, key), token)
             if route.introspection is None:

@@ -82,6 +82,8 @@ class JwksCache:
         refetch the rate limit allows)."""
         now = self.clock()
         key = self.key(kid)
+        if key is None and self._pending is not None:
+            return None, True  # a fetch is in flight (the one at start): wait for it
         if self.fetched_at is None or now - self.fetched_at >= self.ttl:
             return key, self._may_try(now)
         if key is None:

@@ -180,25 +180,37 @@ def _errors(validator, value, limit: int) -> list:
     return out
 
 
+_SCALARS = frozenset({"integer", "number", "boolean"})
+
+
 class Parameter:
-    __slots__ = ("array", "explode", "item_types", "location", "name", "required", "types",
-                 "validator")
+    __slots__ = ("array", "as_json", "explode", "item_types", "location", "name", "required",
+                 "text", "types", "validator")
 
     def __init__(self, spec: dict, compiler: _Compiler) -> None:
         self.location = spec["in"]
         self.name = spec["name"].lower() if self.location == "header" else spec["name"]
         self.required = bool(spec.get("required")) or self.location == "path"
         schema = spec.get("schema")
+        self.as_json = schema is None and bool(spec.get("content"))
         if schema is None:  # `content` instead of `schema`: JSON in a parameter
             media = next(iter((spec.get("content") or {}).values()), {})
             schema = media.get("schema", {})
         self.types = compiler.types(schema)
-        self.array = "array" in self.types
+        self.array = "array" in self.types and not self.as_json
         self.item_types = compiler.types(compiler.items(schema)) if self.array else frozenset()
+        self.text = not (self.array or self.as_json or self.types & _SCALARS)  # taken as is
         self.explode = spec.get("explode", spec.get("style", "form") == "form")
         self.validator = compiler.validator(schema)
 
     def value(self, raws: list):
+        if self.text:
+            return raws[0]
+        if self.as_json:
+            try:
+                return json.loads(raws[0])
+            except ValueError:
+                return raws[0]
         if self.array:
             if not self.explode or self.location in ("header", "path"):
                 raws = [part for raw in raws for part in raw.split(",")]
