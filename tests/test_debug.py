@@ -9,8 +9,10 @@ import pty
 import queue
 import re
 import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.request
 from pathlib import Path
@@ -102,6 +104,8 @@ def test_dap_client_hits_a_breakpoint_in_a_debugged_application(tmp_path):
         assert get(f"{url}/") == "web ok"  # the other application keeps answering
         child.request("continue", threadId=thread)
         assert answer.get(timeout=30) == "api 42"
+        proc.proc.terminate()
+        assert proc.wait(timeout=60) == 0
     finally:
         for client in (child, root):
             if client is not None:
@@ -113,11 +117,12 @@ def test_dap_client_hits_a_breakpoint_in_a_debugged_application(tmp_path):
 class Terminal:
     """watt dev with a pseudo-terminal as stdin, stdout and stderr."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
         master, slave = pty.openpty()
         self.proc = subprocess.Popen([sys.executable, "-m", "watt.cli", "dev", *args],
                                      stdin=slave, stdout=slave, stderr=slave, cwd=ROOT,
-                                     close_fds=True, start_new_session=True)
+                                     close_fds=True, start_new_session=True,
+                                     env=dict(os.environ, **env))
         os.close(slave)
         self.master, self.text = master, ""
 
@@ -142,6 +147,22 @@ class Terminal:
     def type(self, text: str) -> None:
         os.write(self.master, text.encode())
 
+    def stop(self) -> int:
+        """SIGTERM, as Ctrl-C would; the exit status."""
+        self.proc.terminate()
+        deadline = threading.Timer(30, self.proc.kill)
+        deadline.start()
+        try:
+            while self.proc.poll() is None:  # keep the pty drained so watt never blocks
+                if select.select([self.master], [], [], 0.2)[0]:
+                    try:
+                        self.text += os.read(self.master, 65536).decode(errors="replace")
+                    except OSError:
+                        pass
+            return self.proc.returncode
+        finally:
+            deadline.cancel()
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -150,7 +171,9 @@ class Terminal:
 
 
 def test_breakpoint_opens_pdb_on_the_terminal_while_other_apps_answer(tmp_path):
-    term = Terminal("-c", str(write_config(tmp_path)))
+    # watt dev's socket folder goes to a short TMPDIR (a unix socket path is short)
+    temp = tempfile.mkdtemp(prefix="wt")
+    term = Terminal("-c", str(write_config(tmp_path)), env={"TMPDIR": temp})
     try:
         url = term.expect(r"running at (http://\S+)")[1]
         answer = in_thread(get, f"{url}/mesh/api/pause")
@@ -168,5 +191,9 @@ def test_breakpoint_opens_pdb_on_the_terminal_while_other_apps_answer(tmp_path):
         term.expect(r"(?s)session of 'api' ended.*\(Pdb\) ")
         term.type("c\n")
         assert answer.get(timeout=30) == "api paused"
+        assert [p.name for p in Path(temp).iterdir()][0].startswith("watt-pdb-")
+        assert term.stop() == 0
+        assert list(Path(temp).iterdir()) == []  # the socket's folder is removed at exit
     finally:
         term.close()
+        shutil.rmtree(temp, ignore_errors=True)
