@@ -140,6 +140,9 @@ def test_the_token_lets_a_browser_in_once_then_a_cookie_does(runtime):
         script = anon.get("/static/app.js")
         assert script.status_code == 200 and script.headers["content-type"].startswith(
             "text/javascript")
+        head = anon.head("/static/app.js")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-length"] == script.headers["content-length"]
         assert anon.get("/static/../server.py").status_code == 404
         assert anon.get("/static/nothing.js").status_code == 404
         assert anon.get("/api/v1/applications").status_code == 200
@@ -152,12 +155,13 @@ def test_the_token_lets_a_browser_in_once_then_a_cookie_does(runtime):
                         headers={"x-watt-dashboard": "1"}).status_code == 200
 
 
-def test_admin_again_answers_the_same_dashboard_or_refuses_another_port(runtime):
+def test_asking_again_answers_the_same_dashboard_or_refuses_another_port(runtime):
     again = runtime.api.post("/api/v1/dashboard", json={})
     assert again.json() == {"enabled": True, "url": runtime.link}
     port = int(runtime.base.rsplit(":", 1)[1])
-    other = _admin(runtime.xdg, "--port", str(port + 1 if port < 65535 else port - 1))
-    assert other.returncode == 1 and "WATT_DASHBOARD_UNAVAILABLE" in other.stderr
+    other = runtime.api.post("/api/v1/dashboard", json={"port": port + 1 if port < 65535
+                                                         else port - 1})
+    assert other.status_code == 409 and other.json()["code"] == "WATT_DASHBOARD_UNAVAILABLE"
     bad = runtime.api.post("/api/v1/dashboard", json={"hostname": "example.com"})
     assert bad.status_code == 400 and "IP address" in bad.json()["message"]
     assert runtime.api.get("/api/v1/dashboard").json() == {"enabled": True,
@@ -295,6 +299,16 @@ def test_the_page_shows_apps_moves_charts_filters_logs_and_restarts(runtime, bro
                            "'tr[data-app=api] .worker-id'); return el && el.textContent !== old"
                            " && el.textContent.startsWith('pid'); }", arg=before)
     assert page.locator("#status").inner_text() == "api restarted"
+
+    # The log-level action, from the keyboard: the select keeps its focus across polls.
+    level = page.get_by_label("Log level of web")
+    level.focus()
+    page.keyboard.press("ArrowDown")  # change… -> trace
+    page.wait_for_function("() => document.querySelector('#status').textContent"
+                           ".startsWith('web now logs from trace on')")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == \
+        "Log level of web"
+    runtime.api.put("/api/v1/applications/web/log-level", json={"level": "info"})
 
 
 def _rate_of(caption: str) -> float:

@@ -11,7 +11,16 @@ export function workerId(w) {
   return w.kind === "process" ? `pid ${w.pid}` : `interpreter ${w.interpreter}`;
 }
 
+// Rows are rebuilt only when something changed, and the control that had the
+// focus gets it back: a poll never pulls the keyboard away from a user.
+let shown = "";
+
 export function renderApps(tbody, apps, notify, refresh) {
+  const signature = JSON.stringify(apps);
+  if (signature === shown) return;
+  shown = signature;
+  const focused = document.activeElement?.closest?.("tr[data-app]") && document.activeElement;
+  const again = focused && [focused.closest("tr").dataset.app, focused.dataset.action];
   fill(tbody, apps.map((app) => {
     const restart = h("button", { type: "button", "data-action": "restart",
       "aria-label": `Restart ${app.id}` }, "Restart");
@@ -52,4 +61,7 @@ export function renderApps(tbody, apps, notify, refresh) {
       h("td", null, level),
       h("td", null, restart));
   }));
+  if (again) {
+    tbody.querySelector(`tr[data-app="${CSS.escape(again[0])}"] [data-action="${again[1]}"]`)?.focus();
+  }
 }
