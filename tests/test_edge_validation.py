@@ -206,3 +206,10 @@ def test_a_json_content_parameter_is_parsed():
     op, _ = spec.find("GET", "/f")
     assert op.check({}, b"filter=%7B%22x%22%3A1%7D", []) == []
     assert [v["name"] for v in op.check({}, b"filter=%7B%7D", [])] == ["filter"]
+
+
+def test_object_parameters_spread_over_keys_are_left_to_the_application():
+    spec = compile_spec(_doc({"/o": _get({"name": "filter", "in": "query", "required": True,
+                                          "style": "deepObject",
+                                          "schema": {"type": "object"}})}))
+    assert spec.find("GET", "/o")[0].check({}, b"filter[name]=x", []) == []

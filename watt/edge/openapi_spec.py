@@ -234,7 +234,10 @@ class Operation:
                 if spec["in"] == "header" and spec["name"].lower() in _IGNORED_HEADERS:
                     continue
                 declared[(spec["in"], spec["name"])] = spec  # the operation's win
-        self.params = [Parameter(spec, compiler) for spec in declared.values()]
+        params = [Parameter(spec, compiler) for spec in declared.values()]
+        # An object spread over several query keys (form, deepObject) is not one value
+        # here: left to the application rather than refused wrongly.
+        self.params = [p for p in params if p.as_json or "object" not in p.types]
         self.body_validator = None
         self.body_required = False
         self.json_only = False
