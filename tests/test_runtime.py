@@ -6,7 +6,7 @@ import os
 
 import httpx
 import pytest
-from support import app_config, reset_memory_high_water, status_kb
+from support import app_config, listening_ports, reset_memory_high_water, status_kb
 
 from watt.testing import RuntimeHandle
 
@@ -161,29 +161,9 @@ def test_inject_reaches_any_application_without_a_socket(stack):
     assert response.header("content-type") == "application/json"
 
 
-def _listening_ports_of_this_process() -> set[int]:
-    inodes = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    ports = set()
-    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
-        with open(table) as fh:
-            next(fh)
-            for line in fh:
-                fields = line.split()
-                if fields[3] == "0A" and fields[9] in inodes:  # 0A = LISTEN
-                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
 def test_only_the_entrypoint_listens(stack):
     port = int(stack.url.rsplit(":", 1)[1])
-    assert _listening_ports_of_this_process() == {port}
+    assert listening_ports({os.getpid()}) == {port}
 
 
 def test_the_socket_audit_counts_a_real_network_call(stack):
