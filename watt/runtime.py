@@ -293,33 +293,10 @@ class Runtime:
                  "scheme": "http", "path": path_part, "raw_path": path_part.encode(),
                  "query_string": query.encode(), "root_path": "", "headers": raw,
                  "client": ("127.0.0.1", 0), "server": (f"{app_id}.plt.local", 80)}
-        sent = False
-        start: dict = {}
-        chunks: list[bytes] = []
-        done = asyncio.Event()
+        def app(scope, receive, send):
+            return forward(self.router, app_id, scope, receive, send)
 
-        async def receive() -> dict:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await done.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body"):
-                    done.set()
-
-        try:
-            await forward(self.router, app_id, scope, receive, send)
-        finally:
-            done.set()
-        return InjectResponse(start.get("status", 500), list(start.get("headers", [])),
-                              b"".join(chunks))
+        return InjectResponse(*await call_buffered(app, scope, body))
 
     async def restart(self, app_id: str | None = None) -> None:
         """Rolling restart of one application (or all): no request fails meanwhile."""
@@ -358,6 +335,37 @@ class Runtime:
     def spans(self) -> list[dict]:
         """Spans kept by the ``memory`` exporter of ``telemetry`` (oldest first)."""
         return self.tracing.spans() if self.tracing is not None else []
+
+
+async def call_buffered(app, scope: dict, body: bytes) -> tuple[int, list, bytes]:
+    """Call the ASGI ``app`` with one whole request body; return its whole response
+    as ``(status, headers, body)`` (``inject``, ``watt.serverless``)."""
+    sent = False
+    start: dict = {}
+    chunks: list[bytes] = []
+    done = asyncio.Event()
+
+    async def receive() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                done.set()
+
+    try:
+        await app(scope, receive, send)
+    finally:
+        done.set()
+    return start.get("status", 500), list(start.get("headers", [])), b"".join(chunks)
 
 
 def resolve_capability(app: ApplicationConfig, config: LoadedConfig) -> tuple[Capability, dict]:

@@ -191,31 +191,9 @@ class Host:
         return to_response(request, *self._run(self._call(request), timeout))
 
     async def _call(self, request: Request) -> tuple[int, list, bytes]:
-        sent, done = False, asyncio.Event()
-        start: dict = {}
-        chunks: list[bytes] = []
+        from .runtime import call_buffered
 
-        async def receive() -> dict:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": request.body, "more_body": False}
-            await done.wait()
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body"):
-                    done.set()
-
-        try:
-            await self.runtime.entry_app(request.scope(), receive, send)
-        finally:
-            done.set()
-        return start.get("status", 500), list(start.get("headers", [])), b"".join(chunks)
+        return await call_buffered(self.runtime.entry_app, request.scope(), request.body)
 
     def close(self) -> None:
         """Stop the runtime (tests; a Lambda container is frozen, then dropped)."""
