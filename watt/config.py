@@ -29,6 +29,7 @@ from watt.config_capabilities import CommandListen, GatewayConfig
 from watt.config_edge import AppCors, EdgeServerConfig
 from watt.config_deploy import DeployConfig
 from watt.config_env import apply_overlay
+from watt.config_outbound import Interceptors
 from watt.config_telemetry import (
     AppLoggerConfig,
     LoggerConfig,
@@ -142,6 +143,11 @@ class ApplicationConfig(_Section):
         _doc("Milliseconds this application's workers may take to finish in-flight "
              "requests at shutdown (default: `gracefulShutdown.application`)."),
     ] = None
+    interceptors: Annotated[
+        Interceptors | None,
+        msgspec.Meta(description="This application's outgoing-request hooks, after "
+                     "`mesh.interceptors` (docs/outbound.md)."),
+    ] = None
     cors: AppCors = None
     openapi: OpenApiSetting = True
     validation: ValidationSetting = True
@@ -219,6 +225,7 @@ class MeshConfig(_Section):
         _doc("Seconds a mesh call waits for the response to start and for each body chunk, "
              "when the client sets no timeout of its own.", gt=0),
     ] = 30.0
+    interceptors: Interceptors = []
 
 
 class Config(_Section):

@@ -92,6 +92,10 @@ CODES: dict[str, str] = {
         "No capability recognises the application folder; set `kind`/`app`."
     ),
     "WATT_CAPABILITY_UNKNOWN": "`kind` names no installed capability.",
+    "WATT_CIRCUIT_OPEN": (
+        "An outgoing request was refused by the `watt.interceptors:CircuitBreaker` "
+        "interceptor: its host failed too often in a row (raised in the application)."
+    ),
     "WATT_CONFIG_DUPLICATE_ID": "Two applications share one id.",
     "WATT_CONFIG_ENTRYPOINT": "`entrypoint` names no application, or none can be chosen.",
     "WATT_CONFIG_INVALID": "The configuration is invalid for another reason.",
@@ -126,6 +130,14 @@ CODES: dict[str, str] = {
         "names the file and the key)."
     ),
     "WATT_GATEWAY_NO_ROUTE": "No route of the gateway takes the request's path (404).",
+    "WATT_INTERCEPTOR_FAILED": (
+        "An outgoing-request interceptor raised (or returned something else than a "
+        "Response); the message names it (raised in the application)."
+    ),
+    "WATT_INTERCEPTOR_INVALID": (
+        "An interceptor of `mesh.interceptors`/`applications[].interceptors` cannot be "
+        "loaded, is not an async callable, or refused its options (the worker does not start)."
+    ),
     "WATT_LOG_SINK_NOT_FOUND": (
         "A `sink` log transport names a `module:callable` that cannot be imported or "
         "called, or an entry point that no installed package registers under "

@@ -26,6 +26,7 @@ from watt.channel import protocol as _p
 from watt.channel.endpoint import StreamClosed
 from watt.channel.message import Response
 from watt.worker import mesh_client as _mc
+from watt.worker import outbound as _out
 
 __all__ = ["MeshError", "MeshResponse", "MeshStream", "MeshWebSocket", "fetch", "fetch_sync",
            "stream", "transport", "sync_transport", "websocket"]
@@ -68,8 +69,26 @@ async def fetch(url: str, *, method: str = "GET", headers=None, body: bytes | st
     pairs = _header_pairs(headers)
     if body and not any(k.lower() == b"content-length" for k, _ in pairs):
         pairs.append((b"content-length", str(len(body)).encode()))
+    if not _out.intercepting():
+        return await _fetch(host, path, method.upper(), pairs, body, timeout)
+
+    async def send(request: _out.Request) -> _out.Response:
+        response = await _fetch(host, path, request.method,
+                                request.headers.raw() if request.headers.touched else pairs,
+                                body, request.timeout)
+        return _out.Response(response.status, response.headers, response.body,
+                             native=response)
+
+    return await _out.call_async(
+        _out.Request(method, url, pairs, body, timeout, True), send,
+        lambda response: MeshResponse(response.status, response.headers.raw(),
+                                      response.body or b""))
+
+
+async def _fetch(host: str, path: bytes, method: str, pairs, body: bytes,
+                 timeout: float | None) -> MeshResponse:
     call = _mc.MeshCall()
-    await call.start(method.upper(), host, path, pairs, body, False)
+    await call.start(method, host, path, pairs, body, False)
     status, response_headers, chunk, more = await call.response(timeout)
     if not more:
         return MeshResponse(status, response_headers, chunk)

@@ -14,6 +14,7 @@ from loguru import logger
 from .capability import Capability
 from .channel.protocol import HEALTH, LOG, METRICS, SPANS, UNLINKED
 from .config import ApplicationConfig
+from .config_outbound import interceptors_spec
 from .config_workers import WorkersConfig
 from .errors import WattError
 from .isolation import WorkerHandle, WorkerStartError, create_worker
@@ -85,6 +86,8 @@ class AppPool:
             "observe": self._observe_spec(),
             "max_concurrency": self.app.max_concurrency,
             "checks": {"ready": self.app.health.ready, "live": self.app.health.live},
+            "interceptors": interceptors_spec(self.runtime.config.mesh.interceptors,
+                                              self.app.interceptors),
         }
 
     def _observe_spec(self) -> dict:

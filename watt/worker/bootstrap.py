@@ -19,7 +19,7 @@ import traceback
 from watt.channel import protocol as p
 from watt.channel.endpoint import Channel
 
-from . import mesh_client
+from . import mesh_client, outbound
 from .links import LinkTable
 from .observe import Observer
 from .serve import WorkerServer
@@ -134,6 +134,8 @@ async def _run(spec, channel, transport, server, links, stop, selector) -> None:
                         server.observer)
 
     try:
+        # Before the application: its imports may already call out.
+        outbound.install(spec.get("interceptors"), server.observer, spec["app_id"])
         app = _load(spec)
         checks = _checks(spec)
     except BaseException as exc:  # noqa: BLE001 - every failure is reported, then we end

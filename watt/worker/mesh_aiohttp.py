@@ -30,6 +30,7 @@ from types import SimpleNamespace
 from watt.channel.endpoint import StreamClosed
 
 from . import mesh_client as mc
+from . import outbound as out
 from .mesh_urllib import reason_phrase
 from .mesh_urllib3 import NOT_DELIVERED
 
@@ -224,12 +225,97 @@ def patch(aiohttp) -> None:
             raise
         finally:
             conn.protocol.call = writer.call
-        extra = {"stream_writer": writer} if has_stream_writer else {}
-        self.response = self.response_class(
-            self.method, self.original_url, writer=None, continue100=None, timer=self._timer,
-            request_info=self.request_info, traces=self._traces, loop=self.loop,
-            session=self._session, **extra)
+        self.response = _client_response(self, writer, has_stream_writer)
         return self.response
 
     aiohttp.BaseConnector.connect = connect
     aiohttp.ClientRequest.send = send
+    _patch_session(aiohttp, has_stream_writer)
+
+
+def _client_response(req, writer, has_stream_writer: bool):
+    """The ClientResponse ``ClientRequest.send`` would make, for a request already sent."""
+    extra = {"stream_writer": writer} if has_stream_writer else {}
+    return req.response_class(
+        req.method, req.original_url, writer=None, continue100=None, timer=req._timer,
+        request_info=req.request_info, traces=req._traces, loop=req.loop,
+        session=req._session, **extra)
+
+
+class _Answer:
+    """Stands in for a MeshCall whose whole response is already known (an
+    interceptor's own Response)."""
+
+    done = True
+
+    def __init__(self, status: int, pairs: list, body: bytes) -> None:
+        self.reply = (status, pairs, body, False)
+
+    async def response(self, timeout=None):
+        return self.reply
+
+    async def next_chunk(self, timeout=None):
+        return b"", False
+
+    def cancel(self) -> None:
+        pass
+
+
+def _payload_bytes(aiohttp, body) -> bytes | None:
+    """The request body when it can be sent again, else None (a stream)."""
+    if body is None or getattr(body, "size", None) == 0:
+        return b""
+    if isinstance(body, (bytes, bytearray)):
+        return bytes(body)
+    if isinstance(body, aiohttp.payload.BytesPayload):
+        return bytes(body._value)
+    return None
+
+
+def _patch_session(aiohttp, has_stream_writer: bool) -> None:
+    """Every session request through the outbound pipeline, as the outermost client
+    middleware (per redirect hop, around the session's own middlewares); proxies
+    from HTTP_PROXY/HTTPS_PROXY/NO_PROXY for external hosts even without
+    ``trust_env``, as the other clients do, never for ``*.plt.local``."""
+    from aiohttp.helpers import get_env_proxy_for_url
+
+    original = aiohttp.ClientSession._request
+
+    async def middleware(req, handler):
+        request = out.Request(req.method, str(req.url), req.headers.items(),
+                              _payload_bytes(aiohttp, req.body), None, True)
+
+        async def send(r: out.Request) -> out.Response:
+            if r.headers.touched:
+                req.headers.clear()
+                req.headers.extend(r.headers.items())
+            if r.timeout is None:
+                response = await handler(req)
+            else:
+                async with asyncio.timeout(r.timeout):
+                    response = await handler(req)
+            return out.Response(response.status, response.headers.items(), None,
+                                native=response, discard=response.close)
+
+        async def build(response: out.Response):
+            conn = MeshConnection(aiohttp, req)
+            conn.protocol.call = _Answer(response.status, response.headers.raw(),
+                                         response.body or b"")
+            writer = _BodyWriter(())
+            native = _client_response(req, writer, has_stream_writer)
+            await native.start(conn)
+            return native
+
+        return await out.call_async(request, send, build)
+
+    async def _request(self, method, str_or_url, **kwargs):
+        url = self._build_url(str_or_url)
+        if out.wanted(url.host):
+            own = kwargs.get("middlewares")
+            kwargs["middlewares"] = (middleware, *(self._middlewares if own is None else own))
+        if kwargs.get("proxy") is None and not self._trust_env and not mc.is_mesh_host(url.host):
+            with contextlib.suppress(LookupError):
+                kwargs["proxy"], kwargs["proxy_auth"] = get_env_proxy_for_url(url)
+        return await original(self, method, str_or_url, **kwargs)
+
+    aiohttp.ClientSession._request = _request

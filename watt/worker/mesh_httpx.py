@@ -5,6 +5,7 @@ from __future__ import annotations
 from watt.channel.endpoint import StreamClosed
 
 from . import mesh_client as mc
+from . import outbound as out
 
 
 def _timeout(request) -> float | None:
@@ -114,12 +115,58 @@ def patch(httpx) -> None:
     original_async = httpx.AsyncHTTPTransport.handle_async_request
     original_sync = httpx.HTTPTransport.handle_request
 
+    def outbound_request(request, is_async: bool) -> out.Request:
+        body = request.content if isinstance(request.stream, httpx.ByteStream) else None
+        return out.Request(request.method, str(request.url), request.headers.raw, body,
+                           _timeout(request), is_async)
+
+    def apply(request, req: out.Request) -> None:
+        """What the interceptors changed, back onto httpx's request."""
+        if req.headers.touched:
+            request.headers = httpx.Headers(req.headers.items())
+        if req.timeout is not None and req.timeout != _timeout(request):
+            request.extensions = {**request.extensions, "timeout": dict.fromkeys(
+                ("connect", "read", "write", "pool"), req.timeout)}
+
+    def build(request, response: out.Response):
+        return httpx.Response(response.status, headers=response.headers.items(),
+                              content=response.body or b"", request=request,
+                              extensions={"http_version": b"HTTP/1.1"})
+
+    def wrap(response) -> out.Response:
+        close = response.aclose if isinstance(response.stream, httpx.AsyncByteStream) \
+            else response.close
+        return out.Response(response.status_code, response.headers.multi_items(), None,
+                            native=response, discard=close)
+
+    async def via_pipeline_async(transport, request, mesh: bool):
+        async def send(req):
+            apply(request, req)
+            return wrap(await mesh_async(request) if mesh or req.mesh
+                        else await original_async(transport, request))
+
+        return await out.call_async(outbound_request(request, True), send,
+                                    lambda response: build(request, response))
+
+    def via_pipeline_sync(transport, request, mesh: bool):
+        def send(req):
+            apply(request, req)
+            return wrap(mesh_sync(request) if mesh or req.mesh
+                        else original_sync(transport, request))
+
+        return out.call_sync(outbound_request(request, False), send,
+                             lambda response: build(request, response))
+
     async def handle_async_request(self, request):
+        if out.wanted(request.url.host):
+            return await via_pipeline_async(self, request, False)
         if mc.is_mesh_host(request.url.host):
             return await mesh_async(request)
         return await original_async(self, request)
 
     def handle_request(self, request):
+        if out.wanted(request.url.host):
+            return via_pipeline_sync(self, request, False)
         if mc.is_mesh_host(request.url.host):
             return mesh_sync(request)
         return original_sync(self, request)
@@ -131,12 +178,16 @@ def patch(httpx) -> None:
         """Every request over the mesh (``watt.mesh.transport()``)."""
 
         async def handle_async_request(self, request):
+            if out.intercepting():
+                return await via_pipeline_async(self, request, True)
             return await mesh_async(request)
 
     class _SyncMeshTransport(httpx.BaseTransport):
         """Every request over the mesh, from a thread (``watt.mesh.sync_transport()``)."""
 
         def handle_request(self, request):
+            if out.intercepting():
+                return via_pipeline_sync(self, request, True)
             return mesh_sync(request)
 
     global AsyncMeshTransport, SyncMeshTransport

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from watt.channel.endpoint import StreamClosed
 
 from . import mesh_client as mc
+from . import outbound as out
 
 
 def reason_phrase(status: int) -> str:
@@ -198,6 +199,41 @@ def mesh_open(req, URLError):
     return MeshResponse(body, message, req.full_url, status)
 
 
+def _via_pipeline(handler, req, original, URLError):
+    """One ``urllib.request.Request`` through the outbound pipeline (mesh or not)."""
+    data = req.data
+    if data is None or isinstance(data, (bytes, bytearray, memoryview)):
+        body = bytes(data or b"")
+    else:
+        body = None  # a file or an iterable: read once
+    timeout = req.timeout if isinstance(req.timeout, (int, float)) else None
+    outgoing = out.Request(req.get_method(), req.full_url, req.header_items(), body, timeout,
+                           False)
+    forwarded = set(req.headers)  # the others are not repeated on a redirect
+
+    def send(r: out.Request) -> out.Response:
+        if r.headers.touched:
+            headers, unredirected = {}, {}
+            for name, value in r.headers:
+                key = name.capitalize()
+                (headers if key in forwarded else unredirected)[key] = value
+            req.headers, req.unredirected_hdrs = headers, unredirected
+        if r.timeout is not None:
+            req.timeout = r.timeout
+        response = mesh_open(req, URLError) if r.mesh else original(handler, req)
+        return out.Response(response.status, response.headers.items(), None, native=response,
+                            discard=response.close)
+
+    def build(response: out.Response) -> MeshResponse:
+        message = http.client.HTTPMessage()
+        for name, value in response.headers:
+            message[name] = value
+        return MeshResponse(io.BytesIO(response.body or b""), message, req.full_url,
+                            response.status)
+
+    return out.call_sync(outgoing, send, build)
+
+
 def patch(request) -> None:
     """Route mesh hosts in ``HTTPHandler.http_open`` / ``HTTPSHandler.https_open``."""
     if getattr(request, "_watt_mesh", False):
@@ -209,7 +245,10 @@ def patch(request) -> None:
             continue
 
         def opener(self, req, _original=getattr(cls, name)):
-            if mc.is_mesh_host(urlsplit(req.full_url).hostname):
+            host = urlsplit(req.full_url).hostname
+            if out.wanted(host):
+                return _via_pipeline(self, req, _original, request.URLError)
+            if mc.is_mesh_host(host):
                 return mesh_open(req, request.URLError)
             return _original(self, req)
 

@@ -17,8 +17,11 @@ otherwise — which requests turns into ``ConnectionError`` / ``ReadTimeout``.
 from __future__ import annotations
 
 import inspect
+import io
+import threading
 
 from . import mesh_client as mc
+from . import outbound as out
 from .mesh_urllib import MeshBody, reason_phrase, send_sync
 
 #: Codes meaning the request reached no application: a failed connect, safe to retry.
@@ -119,3 +122,79 @@ def patch(urllib3) -> None:
         return mesh_request(self, conn, method, url, bound.arguments)
 
     HTTPConnectionPool._make_request = _make_request
+    _patch_urlopen(urllib3, HTTPConnectionPool, target)
+
+
+def _patch_urlopen(urllib3, pool_class, target) -> None:
+    """The outbound pipeline around ``urlopen``: the whole request, once (urllib3's own
+    retries and redirects re-enter ``urlopen`` on the same thread and pass through)."""
+    from urllib3.util import Timeout
+
+    original = pool_class.urlopen
+    signature = inspect.signature(original)
+    inside = threading.local()
+
+    def absolute(pool, url: str) -> str:
+        if not url.startswith("/"):
+            return url  # an HTTP proxy's pool
+        default = pool.port is None or pool.port == _DEFAULT_PORTS.get(pool.scheme)
+        return f"{pool.scheme}://{pool.host if default else f'{pool.host}:{pool.port}'}{url}"
+
+    def read_timeout(pool, timeout) -> float | None:
+        timeout = pool._get_timeout(timeout)
+        for value in (timeout._read, timeout.total):
+            if isinstance(value, (int, float)):
+                return float(value)
+        return None
+
+    def urlopen(self, method, url, *args, **kwargs):
+        if getattr(inside, "active", False) or not out.wanted(target(self, url)[0]):
+            return original(self, method, url, *args, **kwargs)
+        bound = signature.bind(self, method, url, *args, **kwargs)
+        a = bound.arguments
+        body = a.get("body")
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        elif isinstance(body, (bytes, bytearray, memoryview)) or body is None:
+            body = bytes(body or b"")
+        else:
+            body = None  # a file or an iterator: read once
+        headers = a.get("headers")
+        timeout = a.get("timeout", Timeout.DEFAULT_TIMEOUT)
+        request = out.Request(method, absolute(self, url),
+                              (self.headers if headers is None else headers).items(), body,
+                              read_timeout(self, timeout), False)
+
+        def send(req: out.Request) -> out.Response:
+            if req.headers.touched:
+                a["headers"] = urllib3.HTTPHeaderDict()
+                for name, value in req.headers:
+                    a["headers"].add(name, value)
+            if req.timeout is not None and req.timeout != read_timeout(self, timeout):
+                a["timeout"] = req.timeout
+            inside.active = True
+            try:
+                response = original(*bound.args, **bound.kwargs)
+            finally:
+                inside.active = False
+
+            def discard() -> None:
+                response.drain_conn()
+                response.release_conn()
+
+            return out.Response(response.status, response.headers.items(), None,
+                                native=response, discard=discard)
+
+        def build(response: out.Response):
+            headers = urllib3.HTTPHeaderDict()
+            for name, value in response.headers:
+                headers.add(name, value)
+            return urllib3.HTTPResponse(
+                body=io.BytesIO(response.body or b""), headers=headers,
+                status=response.status, version=11, reason=reason_phrase(response.status),
+                preload_content=a.get("preload_content", True), decode_content=False,
+                request_method=method, request_url=url)
+
+        return out.call_sync(request, send, build)
+
+    pool_class.urlopen = urlopen

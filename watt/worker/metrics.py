@@ -52,6 +52,7 @@ class WorkerMetrics:
         self.in_flight = 0
         self.requests: dict[tuple[str, int], _Histogram] = {}
         self.mesh: dict[tuple[str, str, int], _Histogram] = {}
+        self.client: dict[tuple[str, str, int], _Histogram] = {}  # every outgoing call, by host
         self.recent: deque[float] = deque(maxlen=_WINDOW)
         self._selector = selector
         self._own_process = own_process
@@ -69,11 +70,11 @@ class WorkerMetrics:
 
     def mesh_done(self, target: str, method: str, status: int, seconds: float) -> None:
         """``status`` 0: the call failed without a response (timeout, no worker)."""
-        key = (target, method_label(method), status)
-        hist = self.mesh.get(key)
-        if hist is None:
-            hist = self.mesh[key] = _Histogram()
-        hist.observe(seconds)
+        _observe(self.mesh, (target, method_label(method), status), seconds)
+
+    def client_done(self, host: str, method: str, status: int, seconds: float) -> None:
+        """Any outgoing call, mesh or external, by target host; ``status`` 0: no response."""
+        _observe(self.client, (host, method_label(method), status), seconds)
 
     def _elu(self) -> float | None:
         """Event-loop utilization since the previous snapshot."""
@@ -93,6 +94,7 @@ class WorkerMetrics:
         return {
             "requests": [[m, s, *h.dump()] for (m, s), h in self.requests.items()],
             "mesh": [[t, m, s, *h.dump()] for (t, m, s), h in self.mesh.items()],
+            "client": [[t, m, s, *h.dump()] for (t, m, s), h in self.client.items()],
             "inFlight": self.in_flight,
             "quantiles": quantiles,
             "elu": self._elu(),
@@ -104,6 +106,13 @@ class WorkerMetrics:
                    for s in gc.get_stats()],
             "custom": _custom_metrics(),
         }
+
+
+def _observe(table: dict, key: tuple, seconds: float) -> None:
+    hist = table.get(key)
+    if hist is None:
+        hist = table[key] = _Histogram()
+    hist.observe(seconds)
 
 
 def resident_memory() -> int | None:

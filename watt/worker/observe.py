@@ -31,13 +31,19 @@ class _Request:
 
 
 class _MeshCall:
-    __slots__ = ("method", "span", "start_ns", "target")
+    """One outgoing call being observed: a mesh call (``target`` is the application)
+    or an external one (``target`` None, ``host`` the server)."""
 
-    def __init__(self, target: str, method: str, span: Span | None) -> None:
+    __slots__ = ("host", "method", "span", "start_ns", "target", "url")
+
+    def __init__(self, target: str | None, method: str, span: Span | None, host: str,
+                 url: str) -> None:
         self.start_ns = time.perf_counter_ns()
         self.target = target
         self.method = method
         self.span = span
+        self.host = host
+        self.url = url
 
 
 class Observer:
@@ -116,10 +122,20 @@ class Observer:
         self.log.channel.send((p.METRICS, 0, token, json.dumps(
             self.metrics.snapshot(), separators=(",", ":"), default=str)))
 
-    # -- a mesh call this worker makes ----------------------------------------------------
+    # -- a call this worker makes: mesh or external ----------------------------------------
     def mesh_begin(self, target: str, method: str, host: str,
                    raw_path: bytes) -> tuple[_MeshCall, list[tuple[bytes, bytes]]]:
         """The call's record and the headers it carries (request id, trace context)."""
+        url = f"http://{host}{raw_path.decode('latin-1')}"
+        return self._client_begin(target, method, host.split(":", 1)[0], url,
+                                  f"{method} {target}", {"watt.mesh.target": target})
+
+    def client_begin(self, host: str, method: str,
+                     url: str) -> tuple[_MeshCall, list[tuple[bytes, bytes]]]:
+        """An external call (``worker/outbound.py``): the same, with the host as target."""
+        return self._client_begin(None, method, host, url, f"{method} {host}", None)
+
+    def _client_begin(self, target, method, host, url, name, extra_attributes):
         ctx = current.get()
         headers: list[tuple[bytes, bytes]] = []
         span = None
@@ -131,24 +147,34 @@ class Observer:
         elif tracer is not None:  # outside a request (start-up, a background task)
             trace_id, parent_id, sampled = new_trace_id(), None, tracer.sample_new()
         else:
-            return _MeshCall(target, method, None), headers
+            return _MeshCall(target, method, None, host, url), headers
         if tracer is not None and sampled:
-            span = tracer.start(f"{method} {target}", "CLIENT", trace_id, parent_id, {
-                "http.request.method": method, "server.address": host,
-                "url.full": f"http://{host}{raw_path.decode('latin-1')}",
-                "watt.mesh.target": target})
+            attributes = {"http.request.method": method, "server.address": host,
+                          "url.full": url}
+            if extra_attributes:
+                attributes.update(extra_attributes)
+            span = tracer.start(name, "CLIENT", trace_id, parent_id, attributes)
             parent_id = span.span_id
         headers += inject(trace_id, parent_id, sampled,
                           ctx.trace_state if ctx is not None else None, self.propagators)
-        return _MeshCall(target, method, span), headers
+        return _MeshCall(target, method, span, host, url), headers
 
     def mesh_end(self, call: _MeshCall, status: int, error: str | None = None) -> None:
         """The response started (``status``), or the call failed (0 and the error)."""
-        self.metrics.mesh_done(call.target, call.method, status,
-                               (time.perf_counter_ns() - call.start_ns) / 1e9)
+        seconds = (time.perf_counter_ns() - call.start_ns) / 1e9
+        metrics = self.metrics
+        if call.target is not None:
+            metrics.mesh_done(call.target, call.method, status, seconds)
+        metrics.client_done(call.host, call.method, status, seconds)
+        if self.log.threshold <= 10:  # debug
+            self.log.emit("debug", f"{call.method} {call.url} {status or error}", {
+                "outbound": {"method": call.method, "url": call.url, "status": status,
+                             "duration": round(seconds * 1000, 3), "error": error}})
         if call.span is not None:
             self.tracer.finish(call.span, status or None, error)
             call.span = None
+
+    client_end = mesh_end
 
 
 _READ = frozenset({b"x-request-id", b"traceparent", b"tracestate", b"b3", b"x-b3-traceid",
