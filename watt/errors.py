@@ -122,6 +122,10 @@ CODES: dict[str, str] = {
     "WATT_DEBUG_UNKNOWN_APP": "`watt dev --debug APP...` names an application the config "
                               "does not have.",
     "WATT_EDGE_FAILED": "An edge stage (rate limit, CORS, auth, ...) raised: a bug (500, logged).",
+    "WATT_DASHBOARD_UNAVAILABLE": (
+        "`watt admin` (POST /api/v1/dashboard) could not listen on that address or port, or "
+        "the dashboard already runs elsewhere (409)."
+    ),
     "WATT_ENGINE_UNAVAILABLE": "`server.engine` names an HTTP engine that is not installed.",
     "WATT_ENTRYPOINT_BIND": "The entrypoint could not bind its host and port.",
     "WATT_ERROR": "Generic failure without a more specific code (a bug: please report it).",
