@@ -116,16 +116,16 @@ CODES: dict[str, str] = {
     "WATT_CREATE_NOT_EMPTY": "`watt create`: the target folder is not empty (use `--force`).",
     "WATT_CREATE_NO_CONFIG": "`watt create --add`: the folder has no watt.json or watt.toml.",
     "WATT_CREATE_UNKNOWN_KIND": "`watt create`: no template for that kind.",
+    "WATT_DASHBOARD_UNAVAILABLE": (
+        "`watt admin` (POST /api/v1/dashboard) could not listen on that address or port, or "
+        "the dashboard already runs elsewhere (409)."
+    ),
     "WATT_DEBUG_LISTEN_FAILED": "`watt dev --debug`: the debugpy adapter could not listen on "
                                 "127.0.0.1:`--debug-port` (in use?).",
     "WATT_DEBUG_UNAVAILABLE": "`watt dev --debug` needs debugpy: `pip install 'watt[debug]'`.",
     "WATT_DEBUG_UNKNOWN_APP": "`watt dev --debug APP...` names an application the config "
                               "does not have.",
     "WATT_EDGE_FAILED": "An edge stage (rate limit, CORS, auth, ...) raised: a bug (500, logged).",
-    "WATT_DASHBOARD_UNAVAILABLE": (
-        "`watt admin` (POST /api/v1/dashboard) could not listen on that address or port, or "
-        "the dashboard already runs elsewhere (409)."
-    ),
     "WATT_ENGINE_UNAVAILABLE": "`server.engine` names an HTTP engine that is not installed.",
     "WATT_ENTRYPOINT_BIND": "The entrypoint could not bind its host and port.",
     "WATT_ERROR": "Generic failure without a more specific code (a bug: please report it).",
