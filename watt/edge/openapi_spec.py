@@ -321,12 +321,27 @@ def _group(name: str) -> str:
     return "g" + name.encode().hex()
 
 
-class Spec:
-    """The operations of one document: literal paths in a dict, templates in order."""
+def _head(path: str) -> str:
+    """A path's first segment: templates are indexed by it, so a request tries only
+    the templates that can match (plus those starting with a placeholder)."""
+    return path[1:].partition("/")[0]
 
-    def __init__(self, literal: dict, templated: list) -> None:
-        self.literal = literal  # path -> {METHOD: Operation}
-        self.templated = templated  # [(regex, names, {METHOD: Operation})]
+
+class Spec:
+    """The operations of one document: literal paths in a dict, templates in order of
+    specificity, grouped by their first segment."""
+
+    def __init__(self, literal: dict, templated: list, base: str = "") -> None:
+        self.literal = literal  # path (with base) -> {METHOD: Operation}
+        self.base = base  # the path of servers[0].url
+        self.by_head: dict[str, list] = {}  # [(regex, [(name, group)], {METHOD: Operation})]
+        self.wild: list = []  # templates whose first segment is a placeholder
+        for template, entry in templated:
+            head = _head(template)
+            if "{" in head:
+                self.wild.append(entry)
+            else:
+                self.by_head.setdefault(head, []).append(entry)
 
     def find(self, method: str, path: str):
         """``(operation, path_params)`` for a request, or None when the document
@@ -335,15 +350,23 @@ class Spec:
         if ops is not None:
             op = ops.get(method)
             return None if op is None else (op, {})
-        for regex, names, ops in self.templated:
-            match = regex.match(path)
-            if match is not None:
+        if self.base:
+            if not path.startswith(self.base):
+                return None
+            head = _head(path[len(self.base):])
+        else:
+            head = _head(path)
+        for candidates in (self.by_head.get(head, ()), self.wild):
+            for regex, names, ops in candidates:
+                match = regex.match(path)
+                if match is None:
+                    continue
                 op = ops.get(method)
                 if op is None:
                     return None
                 params = {}
-                for name in names:
-                    value = match.group(_group(name))
+                for name, group in names:
+                    value = match.group(group)
                     params[name] = unquote(value) if "%" in value else value
                 return op, params
         return None
@@ -374,12 +397,14 @@ def compile_spec(doc) -> Spec:
         if "{" not in template:
             literal[full] = ops
         else:
-            names = [m.split(":", 1)[0] for m in _PLACEHOLDER.findall(template)]
+            names = [(n, _group(n)) for n in (m.split(":", 1)[0]
+                                              for m in _PLACEHOLDER.findall(template))]
             try:
                 regex = _template_regex(full)
             except re.error as exc:
                 raise SpecError(f"path {template!r}: {exc}") from None
-            templated.append((len(_PLACEHOLDER.sub("", template)), regex, names, ops))
+            templated.append((len(_PLACEHOLDER.sub("", template)), template,
+                              (regex, names, ops)))
     # The more literal characters a template has, the more specific it is.
     templated.sort(key=lambda entry: -entry[0])
-    return Spec(literal, [entry[1:] for entry in templated])
+    return Spec(literal, [entry[1:] for entry in templated], base)
