@@ -320,4 +320,7 @@ def test_admin_stop_closes_the_listener(runtime):
     assert answer.returncode == 0, answer.stderr
     with pytest.raises(httpx.ConnectError):
         httpx.get(runtime.base + "/", timeout=5)
-    assert runtime.api.get  # the client stays usable for the fixture's teardown
+    socket = runtime.xdg / "watt" / f"{runtime.proc.proc.pid}.sock"
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)), base_url="http://watt",
+                      timeout=30) as unix:
+        assert unix.get("/api/v1/dashboard").json() == {"enabled": False, "url": None}
