@@ -395,3 +395,18 @@ def test_a_jwt_that_passed_is_remembered_never_past_its_exp():
     assert route.remembered("t", 1005) is None and "t" not in route.accepted
     route.remember("u", {}, b"claims", now=0)  # no exp: ACCEPTED_TTL
     assert route.remembered("u", ACCEPTED_TTL - 1) and route.remembered("u", ACCEPTED_TTL) is None
+
+
+def test_the_asgi_engines_check_tokens_too(keys, authority):
+    """hypercorn (an ASGI engine, the pipeline through watt.edge.asgi): a JWKS fetch
+    awaited inside a request, a 401, and the claims header."""
+    config = {"applications": [app_config("web", "edge_echo")], "auth": {"routes": [
+        {"prefix": "/", "jwt": {"jwksUrl": authority.base + "/jwks.json"}}]}}
+    with RuntimeHandle(config, engine="hypercorn") as handle:
+        token = jwt.encode({"sub": "hyp", "exp": int(time.time()) + 60}, keys.ec,
+                           algorithm="ES256", headers={"kid": "ec-1"})
+        reply = call(handle, "/x", token, **{"x-watt-user": "forged"})
+        assert reply.status_code == 200 and user_of(reply)["sub"] == "hyp"
+        reply = call(handle, "/x")
+        problem_of(reply, 401, "WATT_AUTH_MISSING_TOKEN")
+        assert reply.headers["www-authenticate"] == 'Bearer realm="watt"'
