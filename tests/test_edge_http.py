@@ -4,8 +4,11 @@ burst gets 429, a CORS preflight is answered at the edge, security headers are a
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
+import websockets
 from support import APPS
 
 from watt.testing import RuntimeHandle
@@ -101,3 +104,24 @@ def test_cors_headers_on_an_actual_response(rt):
     assert "origin" in response.headers["vary"].lower()
     other = httpx.get(rt.url + "/items", headers={"origin": "https://evil.example"}, timeout=30)
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_websockets_pass_the_edge_too(rt):
+    from websockets.sync.client import connect
+
+    ws_url = rt.url.replace("http://", "ws://")
+    with connect(ws_url + "/ws", open_timeout=30,
+                 additional_headers={"x-watt-user": "admin", "x-user": "root"}) as ws:
+        seen_ws = json.loads(ws.recv(timeout=30))
+    names = {name for name, _ in seen_ws["headers"]}
+    assert "x-watt-user" not in names and "x-user" not in names and seen_ws["scheme"] == "ws"
+    for _ in range(3):  # the bucket of /limited is empty after the burst test, or is now
+        try:
+            with connect(ws_url + "/limited/ws", open_timeout=30) as ws:
+                ws.recv(timeout=30)
+        except websockets.exceptions.InvalidStatus as exc:
+            refused = exc.response.status_code
+            break
+    else:
+        pytest.fail("a rate-limited WebSocket handshake was never refused")
+    assert refused in (403, 429)  # 429 where the engine can answer the handshake with HTTP

@@ -18,7 +18,8 @@ them in registration order::
 (an :class:`EdgeReply`), possibly after awaiting something (``check`` may
 return an awaitable: the engine then takes a slower path for that request
 only).  When a stage's ``wants_body`` says so, the engine reads the whole
-body (bounded by ``limits.maxBodySize``) and calls ``check_body``.  On the
+body (bounded by ``limits.maxBodySize``, or :data:`BODY_CAP` when that is off) and
+calls ``check_body``.  On the
 way back, ``on_response`` runs in the reverse order; for a reply made by a
 stage, only the stages before it see it (as middleware would).
 """
@@ -39,6 +40,9 @@ BUILTIN = ("watt.edge.ratelimit", "watt.edge.cors", "watt.edge.auth", "watt.edge
            "watt.edge.security")
 
 _FACTORIES: dict[str, Callable] = {}
+#: Largest body read for ``check_body`` when ``limits.maxBodySize`` is 0 (off): the
+#: edge holds it in memory, so it is never unbounded.
+BODY_CAP = 16 * 1024 * 1024
 
 
 class EdgeRequest:

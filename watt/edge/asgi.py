@@ -10,7 +10,7 @@ import inspect
 
 from loguru import logger
 
-from . import EdgeReply, problem
+from . import BODY_CAP, EdgeReply, problem
 
 
 async def _resolved(result):
@@ -19,7 +19,7 @@ async def _resolved(result):
 
 async def _answer(send, scope: dict, reply: EdgeReply) -> None:
     if scope["type"] == "websocket":
-        if "websocket.http.response" in scope.get("extensions") or {}:
+        if "websocket.http.response" in (scope.get("extensions") or {}):
             await send({"type": "websocket.http.response.start", "status": reply.status,
                         "headers": reply.headers})
             await send({"type": "websocket.http.response.body", "body": reply.body})
@@ -41,7 +41,7 @@ async def guard(pipeline, scope: dict, receive, send, max_body: int):
     try:
         reply = await _resolved(pipeline.check(req))
         if reply is None and scope["type"] == "http" and pipeline.wants_body(req):
-            body, receive = await _read_body(receive, max_body)
+            body, receive = await _read_body(receive, max_body or BODY_CAP)
             if body is None:
                 reply = problem(413, "WATT_BODY_TOO_LARGE", "Payload Too Large")
             else:
@@ -70,7 +70,7 @@ def _http_scheme(scope: dict) -> str:
 
 
 async def _read_body(receive, max_body: int):
-    """The whole request body (None past ``max_body``; 0: no limit), and a
+    """The whole request body (None past ``max_body``), and a
     ``receive`` that gives it again, then the client's next messages."""
     chunks = []
     size = 0
@@ -81,7 +81,7 @@ async def _read_body(receive, max_body: int):
             raise ConnectionResetError("client left while sending its body")
         chunk = message.get("body", b"")
         size += len(chunk)
-        if max_body and size > max_body:
+        if size > max_body:
             return None, receive
         chunks.append(chunk)
         more = message.get("more_body", False)

@@ -13,7 +13,7 @@ from itertools import chain
 
 from loguru import logger
 
-from . import EdgeReply
+from . import BODY_CAP, EdgeReply
 
 
 def edge_check(ex, pipeline) -> None:
@@ -27,6 +27,8 @@ def edge_check(ex, pipeline) -> None:
 def _checked(ex) -> None:
     if ex.proto.edge.pipeline.wants_body(ex.edge):
         ex.held = True
+        if ex.budget is None:  # limits.maxBodySize is off: held in memory, so bounded
+            ex.budget = BODY_CAP - sum(map(len, ex.pending))
         if not ex.more:
             edge_body(ex)
         return

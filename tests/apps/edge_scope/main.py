@@ -7,10 +7,17 @@ async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
-            kind = message["type"].replace("lifespan.", "lifespan.") + ".complete"
-            await send({"type": kind})
+            await send({"type": message["type"] + ".complete"})
             if message["type"] == "lifespan.shutdown":
                 return
+    if scope["type"] == "websocket":  # accept, say what was seen, close
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": json.dumps({
+            "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
+            "scheme": scope["scheme"]})})
+        await send({"type": "websocket.close", "code": 1000})
+        return
     more = True
     while more:
         message = await receive()
