@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import cache
 import cpu
 import edge_checks
 import edge
@@ -48,6 +49,7 @@ SCENARIOS: dict[str, tuple[Callable[[Settings], Scenario], str]] = {
     "entrypoint": (entrypoint.scenario, "Watt (1, 2 workers) vs uvicorn, gunicorn, hypercorn, "
                    "granian on a trivial ASGI app"),
     "mesh": (mesh.scenario, "one call A -> B: Watt mesh vs loopback uvicorn pair vs in-process"),
+    "cache": (cache.scenario, "a mesh call answered from httpCache vs by the application"),
     "cpu": (cpu.scenario, "CPU-bound handler: 1 vs 2 workers, subinterpreter, process, threads"),
     "memory": (memory.scenario, "RSS with 1, 2, 4 subinterpreter vs process workers"),
     "startup": (startup.scenario, "watt start to first 200, 1 and 3 applications"),

@@ -40,7 +40,8 @@ def api(tmp_path_factory):
     xdg.chmod(0o700)
     config = tmp_path_factory.mktemp("openapi") / "watt.json"
     config.write_text(json.dumps({"server": {"port": 0}, "entrypoint": "web", "applications": [
-        app_config("web"), app_config("api", env={"API_TOKEN": "x"})]}))
+        app_config("web"), app_config("api", env={"API_TOKEN": "x"})],
+        "httpCache": {}}))  # POST /cache/invalidate answers 200
     proc = WattProcess("-c", str(config), env={"XDG_RUNTIME_DIR": str(xdg)})
     try:
         proc.wait_url()

@@ -21,6 +21,7 @@ __all__ = [
     "InjectResponse",
     "Runtime",
     "WattError",
+    "cache",
     "load_config",
     "mesh",
     "run",
@@ -35,6 +36,7 @@ _LAZY = {
     "ConfigError": ("watt.errors", "ConfigError"),
     "ApplicationStartError": ("watt.errors", "ApplicationStartError"),
     "mesh": ("watt.mesh", None),
+    "cache": ("watt.cache", None),
 }
 
 

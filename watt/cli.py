@@ -17,6 +17,7 @@ from . import __version__
 from .cli_admin import admin
 from .cli_build import build_deploy
 from .cli_build import options as _deploy_options
+from .cli_cache import cache
 from .cli_config import env_option, mask_config
 from .cli_debug import debug_options, debug_session
 from .errors import WattError
@@ -602,6 +603,7 @@ def _exit(code: int) -> None:
 
 
 main.add_command(admin)  # watt/cli_admin.py
+main.add_command(cache)  # watt/cli_cache.py
 
 
 if __name__ == "__main__":

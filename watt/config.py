@@ -25,6 +25,7 @@ import msgspec
 from dotenv import dotenv_values
 
 from watt.config_auth import AuthConfig, OpenApiSetting, ValidationSetting
+from watt.config_cache import HttpCacheConfig
 from watt.config_capabilities import CommandListen, GatewayConfig
 from watt.config_edge import AppCors, EdgeServerConfig
 from watt.config_deploy import DeployConfig
@@ -270,6 +271,9 @@ class Config(_Section):
     autoload: Annotated[
         AutoloadConfig | None, _doc("Load every sub-folder of a folder as an application.")
     ] = None
+    http_cache: Annotated[
+        HttpCacheConfig | None, _doc("HTTP cache of mesh calls and entrypoint responses "
+                                     "(docs/cache.md): off unless set.")] = None
     auth: Annotated[AuthConfig | None, _doc("Bearer-token authentication at the entrypoint, "
                                             "per path prefix (docs/auth.md).")] = None
     deploy: Annotated[

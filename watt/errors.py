@@ -88,6 +88,15 @@ CODES: dict[str, str] = {
     "WATT_BUILD_OUT_INVALID": (
         "`watt build --out` names the project, or a folder that holds no earlier build."
     ),
+    "WATT_CACHE_BAD_INVALIDATION": (
+        "`watt.cache.invalidate`, `POST /api/v1/cache/invalidate` or `watt cache invalidate` "
+        "got keys that are not full URLs, or tags that are not non-empty strings."
+    ),
+    "WATT_CACHE_DISABLED": "The runtime has no `httpCache` (or it is not enabled).",
+    "WATT_CACHE_REDIS_MISSING": "`httpCache.redis` is set but the redis package is not "
+                                "installed (`pip install 'watt[redis]'`).",
+    "WATT_CACHE_UNAVAILABLE": "`watt.cache.invalidate` was called outside a Watt runtime "
+                              "that has `httpCache` enabled.",
     "WATT_CAPABILITY_UNDETECTED": (
         "No capability recognises the application folder; set `kind`/`app`."
     ),

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from .capability import Capability
-from .channel.protocol import HEALTH, LOG, METRICS, SPANS, UNLINKED
+from .channel.protocol import CACHE, HEALTH, LOG, METRICS, SPANS, UNLINKED
 from .config import ApplicationConfig
 from .config_outbound import interceptors_spec
 from .config_workers import WorkersConfig
@@ -341,5 +341,7 @@ def _control(runtime: Runtime):
             links.unlinked(worker, frame[2])
         elif kind == HEALTH and worker.health is not None:
             worker.health.report(frame[2], frame[3], time.monotonic(), frame[4], frame[5])
+        elif kind == CACHE and runtime.cache is not None and frame[2] == "invalidate":
+            runtime.cache.invalidate_soon(frame[3], frame[4])
 
     return on_control

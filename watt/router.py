@@ -41,6 +41,7 @@ class Router:
     def __init__(self) -> None:
         self.pools: dict[str, object] = {}
         self.links = Links()
+        self.cache = None  # watt.cache.tap.HttpCache, when httpCache is on
 
     def add(self, app_id: str, pool) -> None:
         self.pools[app_id] = pool
@@ -53,6 +54,8 @@ class Router:
     def attach(self, worker) -> None:
         """Let ``worker`` open mesh streams (and get direct links to its targets)."""
         worker.channel.on_request = lambda frame: self._mesh_request(worker, frame)
+        if self.cache is not None:  # sees the REQUEST frames sent to it
+            self.cache.attach(worker)
 
     def _mesh_request(self, caller, frame: tuple) -> None:
         source = caller.channel
@@ -82,7 +85,8 @@ class Router:
         dest.streams[dest_sid] = _TargetEnd(relay, dest, dest_sid, source, sid)
         relay.ends = (source.streams[sid], dest.streams[dest_sid])
         dest.send((p.REQUEST, dest_sid, app_id) + frame[3:])
-        self.links.want(caller, app_id, pool)
+        if self.cache is None or not self.cache.caches_mesh(app_id):
+            self.links.want(caller, app_id, pool)  # (a direct link would bypass the cache)
 
 
 class _Relay:

@@ -85,6 +85,7 @@ class Runtime:
         self.tracing: SpanSink | None = None  # when `telemetry` is configured
         self._push_task: asyncio.Task | None = None
         self._otlp_task: asyncio.Task | None = None
+        self.cache = None  # watt.cache.tap.HttpCache when httpCache is enabled
 
     # -- life cycle -----------------------------------------------------------------
     async def start(self) -> str:
@@ -110,6 +111,7 @@ class Runtime:
         telemetry = self.config.telemetry
         if telemetry is not None and telemetry.enabled:
             self.tracing = SpanSink(telemetry)
+        self._start_cache()
         if self.config.metrics.otlp is not None:
             check_available()
         try:
@@ -224,6 +226,7 @@ class Runtime:
                 await pool.stop(0.0)
         finally:
             self.router.links.close_all()
+            await self._stop_cache()
             self._state = "stopped"
             if self.tracing is not None:
                 self.tracing.close()
@@ -242,6 +245,27 @@ class Runtime:
                 retire()
             logger.info(f"draining: /ready answers 503, the listener closes in {delay:g} s")
             await asyncio.sleep(delay)
+
+    def _start_cache(self) -> None:
+        """``httpCache``: one store, tapped into every cached application's channels."""
+        settings = self.config.config.http_cache
+        if settings is None or not settings.enabled:
+            return
+        from . import cache
+        from .cache.tap import HttpCache, cache_families
+
+        self.cache = self.router.cache = HttpCache(settings, self.config.entrypoint)
+        cache._local, cache._local_loop = self.cache, asyncio.get_running_loop()
+        self.metrics.sources.append(lambda: cache_families(self.cache.snapshot()))
+
+    async def _stop_cache(self) -> None:
+        if self.cache is None:
+            return
+        from . import cache
+
+        if cache._local is self.cache:
+            cache._local = cache._local_loop = None
+        await self.cache.close()
 
     async def _stop_pools(self) -> None:
         entry = self.config.entrypoint if self.config else None

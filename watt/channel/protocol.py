@@ -38,6 +38,8 @@ Frame layouts (``sid`` = stream id)::
     (METRICS, 0, token, json)   worker -> main: the answer, a JSON snapshot
     (SPANS, 0, service, app, spans)  worker -> main: spans finished since the last
                           SPANS, each a JSON object (text) in OTLP's JSON shape
+    (CACHE, 0, "invalidate", keys, tags)  worker -> main: drop HTTP cache entries
+                          (watt.cache.invalidate; keys, tags: tuples of str)
     (LOG_LEVEL, 0, level)       main -> worker: write lines from this level on (a LEVELS name)
 """
 
@@ -66,6 +68,7 @@ HEALTH = 28
 LOG = 29
 METRICS = 30
 SPANS = 31
+CACHE = 33
 LOG_LEVEL = 32
 
 KIND_NAMES = {
@@ -91,6 +94,7 @@ KIND_NAMES = {
     LOG: "LOG",
     METRICS: "METRICS",
     SPANS: "SPANS",
+    CACHE: "CACHE",
     LOG_LEVEL: "LOG_LEVEL",
 }
 

@@ -205,6 +205,38 @@ async def inject(api: ManagementApp, request: Request) -> dict:
     return answer
 
 
+@route("POST", "/cache/invalidate",
+       summary="Drop HTTP cache entries by key (URL) and by tag",
+       description="`keys` are full URLs (`http://<app>.plt.local/path?query`, or the "
+                   "entrypoint's public URL): their GET and HEAD responses go; `tags` drop "
+                   "every response that carried one of them in `httpCache.cacheTagsHeader`.",
+       request_body=json_body("CacheInvalidation", required=True),
+       responses={200: json_response("How many entries were dropped.", "CacheInvalidated"),
+                  409: json_response("The runtime has no httpCache (`WATT_CACHE_DISABLED`).",
+                                     "Error")},
+       tags=["cache"])
+async def cache_invalidate(api: ManagementApp, request: Request) -> Reply | dict:
+    from ..cache import normalize_url
+    from ..errors import WattError
+
+    body = request.json(default=None)
+    if not isinstance(body, dict) or set(body) - {"keys", "tags"} or not all(
+            isinstance(body.get(k, []), list) and all(isinstance(v, str) and v
+                                                      for v in body.get(k, []))
+            for k in ("keys", "tags")):
+        raise bad_request('the body must be {"keys": [URL, ...], "tags": [TAG, ...]} '
+                          "(non-empty strings; both optional)")
+    try:
+        keys = [normalize_url(key) for key in body.get("keys", [])]
+    except WattError as exc:
+        raise bad_request(exc.message) from exc
+    cache = api.runtime.cache
+    if cache is None:
+        return Reply({"code": "WATT_CACHE_DISABLED",
+                      "message": "this runtime has no httpCache (or it is not enabled)"}, 409)
+    return {"dropped": await cache.invalidate(keys, body.get("tags", []))}
+
+
 def _inject_request(request) -> tuple[str, str, list, bytes]:
     """Check an inject body; ``(method, path, headers, body)`` or a 400."""
     if not isinstance(request, dict):

@@ -191,6 +191,20 @@ SCHEMAS: dict[str, dict] = {
                        "description": "true when the body was not UTF-8 and is base64."},
         },
     },
+    "CacheInvalidation": {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "keys": {"type": "array",
+                     "items": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+"},
+                     "description": "Full URLs whose GET and HEAD responses are dropped."},
+            "tags": {"type": "array", "items": {"type": "string", "minLength": 1},
+                     "description": "Responses tagged with any of these are dropped."},
+        },
+    },
+    "CacheInvalidated": {
+        "type": "object", "required": ["dropped"],
+        "properties": {"dropped": {"type": "integer", "minimum": 0}},
+    },
     "Stopping": {
         "type": "object", "required": ["pid", "stopping", "timeout"],
         "properties": {"pid": {"type": "integer"}, "stopping": {"const": True},
