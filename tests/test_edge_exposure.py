@@ -14,11 +14,10 @@ from support import APPS, WattProcess, listening_ports, process_tree, wait_for
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 
-def start(tmp_path, **extra) -> tuple[WattProcess, int]:
+def start(tmp_path, *apps: dict, **extra) -> tuple[WattProcess, int]:
     config = {"applications": [
-        {"id": "api", "path": str(APPS / "edge_scope"), "app": "main:app"},
-        {"id": "side", "path": str(APPS / "edge_scope"), "app": "main:app",
-         "isolation": "process"}], "entrypoint": "api", **extra}
+        {"id": "api", "path": str(APPS / "edge_scope"), "app": "main:app"}, *apps],
+        "entrypoint": "api", **extra}
     (tmp_path / "watt.json").write_text(json.dumps(config))
     proc = WattProcess("-c", str(tmp_path / "watt.json"), "--port", "0")
     url = proc.wait_url()
@@ -26,7 +25,8 @@ def start(tmp_path, **extra) -> tuple[WattProcess, int]:
 
 
 def test_only_the_entrypoint_listens(tmp_path):
-    proc, port = start(tmp_path)
+    proc, port = start(tmp_path, {"id": "side", "path": str(APPS / "edge_scope"),
+                                  "app": "main:app", "isolation": "process"})
     try:
         assert listening_ports(process_tree(proc.proc.pid)) == {port}
     finally:

@@ -18,10 +18,10 @@ them in registration order::
 (an :class:`EdgeReply`), possibly after awaiting something (``check`` may
 return an awaitable: the engine then takes a slower path for that request
 only).  When a stage's ``wants_body`` says so, the engine reads the whole
-body (bounded by ``limits.maxBodySize``, or :data:`BODY_CAP` when that is off) and
-calls ``check_body``.  On the
-way back, ``on_response`` runs in the reverse order; for a reply made by a
-stage, only the stages before it see it (as middleware would).
+body (bounded by ``limits.maxBodySize``, or :data:`BODY_CAP` when that is
+off) and calls ``check_body``.  On the way back, ``on_response`` runs in the
+reverse order; for a reply made by a stage, only the stages before it see it
+(as middleware would).
 """
 
 from __future__ import annotations
