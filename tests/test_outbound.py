@@ -276,18 +276,25 @@ def test_circuit_breaker_opens_per_host_then_lets_a_probe_through(rt, upstream):
 
 
 # -- external calls observed -----------------------------------------------------------------
-def test_an_external_call_gives_a_span_a_metric_sample_and_a_debug_line(rt, upstream):
-    reply = call(rt, "httpx", f"{upstream.url}/echo?observe=1")
-    received = json.loads(reply["body"])["headers"]
-    span_id = received["traceparent"].split("-")[2]
+def client_span(rt, reply: dict) -> dict:
+    """The CLIENT span whose id the upstream received as the traceparent's parent."""
+    span_id = json.loads(reply["body"])["headers"]["traceparent"].split("-")[2]
 
-    def client_span():
+    def find():
         return next((s for s in rt.spans() if s["spanId"] == span_id), None)
 
-    wait_for(lambda: client_span() is not None)
-    span = client_span()
+    wait_for(lambda: find() is not None)
+    return find()
+
+
+@pytest.mark.parametrize("client", ["httpx", "requests"])  # an async and a sync client
+def test_an_external_call_gives_a_span_a_metric_sample_and_a_debug_line(rt, upstream,
+                                                                        client):
+    assert call(rt, client, "http://target.plt.local/echo")["status"] == 200  # mesh: counted
+    reply = call(rt, client, f"{upstream.url}/echo?observe={client}")
+    span = client_span(rt, reply)
     assert span["kind"] == "CLIENT" and span["name"] == "GET 127.0.0.1"
-    assert span["attributes"]["url.full"] == f"{upstream.url}/echo?observe=1"
+    assert span["attributes"]["url.full"] == f"{upstream.url}/echo?observe={client}"
     assert span["attributes"]["http.response.status_code"] == 200
     metrics = rt.metrics()
     sample = [line for line in metrics.splitlines()
@@ -297,8 +304,9 @@ def test_an_external_call_gives_a_span_a_metric_sample_and_a_debug_line(rt, upst
     assert sample and float(sample[0].rsplit(" ", 1)[1]) >= 1
     assert any('host="target.plt.local"' in line for line in metrics.splitlines()
                if line.startswith("http_client_request_duration_seconds_count{"))
-    wait_for(lambda: any(r.get("outbound", {}).get("url") == f"{upstream.url}/echo?observe=1"
-                         for r in rt.logs(app="caller", level="debug")))
+    wait_for(lambda: any(
+        r.get("outbound", {}).get("url") == f"{upstream.url}/echo?observe={client}"
+        and r.get("reqId") for r in rt.logs(app="caller", level="debug")))
 
 
 # -- proxies -------------------------------------------------------------------------------------

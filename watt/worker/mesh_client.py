@@ -5,7 +5,8 @@ import hook so that when the application imports httpx, httpx's transports
 route ``*.plt.local`` hosts to :class:`MeshCall` instead of opening a
 socket; every other host goes to the network as usual.  (The remaining
 clients — requests, urllib3, aiohttp, urllib — plug into the same
-:class:`MeshCall`.)
+:class:`MeshCall`.)  The same hook points run the outbound pipeline
+(``outbound.py``: interceptors, observation of external calls) for every host.
 
 A mesh call is a stream this worker opens on its own channel: the main side
 relays its frames to a worker of the target application.

@@ -1,4 +1,9 @@
-"""httpx on the mesh: its transports send ``*.plt.local`` requests as MeshCalls."""
+"""httpx on the mesh: its transports send ``*.plt.local`` requests as MeshCalls.
+
+The same two transport methods run the outbound pipeline (``outbound.py``):
+interceptors around every request, mesh or external, and observation of
+external ones; with no interceptors a mesh request skips it.
+"""
 
 from __future__ import annotations
 

@@ -8,7 +8,9 @@ The three never call each other: they meet in the request context
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 
 from watt.channel import protocol as p
@@ -61,6 +63,8 @@ class Observer:
                               conf.get("level", "info"), conf.get("redact", ()),
                               conf.get("censor", "[Redacted]"), fallback)
         self.access_log = conf.get("access_log", True)
+        self._loop = loop
+        self._loop_thread = threading.get_ident()  # built on the worker's loop thread
         self.metrics = WorkerMetrics(selector, own_process)
         tracing = conf.get("tracing")
         self.tracer = (Tracer(channel, loop, tracing["service"], self.app_id, tracing["ratio"],
@@ -159,9 +163,17 @@ class Observer:
                           ctx.trace_state if ctx is not None else None, self.propagators)
         return _MeshCall(target, method, span, host, url), headers
 
-    def mesh_end(self, call: _MeshCall, status: int, error: str | None = None) -> None:
+    def mesh_end(self, call: _MeshCall, status: int, error: str | None = None,
+                 end_ns: int | None = None) -> None:
         """The response started (``status``), or the call failed (0 and the error)."""
-        seconds = (time.perf_counter_ns() - call.start_ns) / 1e9
+        if end_ns is None:
+            end_ns = time.perf_counter_ns()
+        if threading.get_ident() != self._loop_thread:
+            # A synchronous client's thread: metrics and spans are the loop's to touch.
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to report
+                self._loop.call_soon_threadsafe(self.mesh_end, call, status, error, end_ns)
+            return
+        seconds = (end_ns - call.start_ns) / 1e9
         metrics = self.metrics
         if call.target is not None:
             metrics.mesh_done(call.target, call.method, status, seconds)
