@@ -168,7 +168,8 @@ class ManagementServer:
                 writer.write(conn.send(h11.Response(status_code=message["status"],
                                                     headers=message.get("headers", []))))
             elif message["type"] == "http.response.body":
-                writer.write(conn.send(h11.Data(data=message.get("body", b""))))
+                if request.method != b"HEAD":  # HEAD: the headers alone (h11 refuses a body)
+                    writer.write(conn.send(h11.Data(data=message.get("body", b""))))
                 if not message.get("more_body"):
                     writer.write(conn.send(h11.EndOfMessage()))
                 # Flushed before the app acts on it (stop); a streamed answer waits
