@@ -303,6 +303,24 @@ def test_an_application_invalidates_by_key_and_by_tag(rt):
     assert "age" in fetch(rt, one)["headers"]
 
 
+def test_a_worker_stores_and_looks_up_its_own_calls(rt):
+    """watt.cache.store / lookup: the path for external calls made by workers."""
+    url = "https://api.example.test/rates?x=1"
+
+    def lookup(target: str) -> dict:
+        return httpx.get(rt.url + "/ext-lookup", params={"url": target}).json()
+
+    assert not lookup(url)["hit"]
+    assert httpx.get(rt.url + "/ext-store", params={"url": url}).text == "stored"
+    answers = [lookup(url) for _ in range(2)]
+    assert all(a["hit"] and a["body"] == "external body" and a["status"] == 200
+               and "age" in a["headers"] for a in answers)
+    assert len({a["caller"] for a in answers}) == 2  # stored by one worker, seen by both
+    assert not lookup("https://api.example.test/rates?x=2")["hit"]
+    assert httpx.get(rt.url + "/invalidate", params={"tag": "ext"}).text == "ok"
+    assert not lookup(url)["hit"]
+
+
 def test_eviction_under_max_size_and_metrics(rt):
     before = stats(rt, "b")["evictions"]
     for i in range(6):  # 6 x 16 KB > maxSize (64 KB)

@@ -341,7 +341,9 @@ def _control(runtime: Runtime):
             links.unlinked(worker, frame[2])
         elif kind == HEALTH and worker.health is not None:
             worker.health.report(frame[2], frame[3], time.monotonic(), frame[4], frame[5])
-        elif kind == CACHE and runtime.cache is not None and frame[2] == "invalidate":
-            runtime.cache.invalidate_soon(frame[3], frame[4])
+        elif kind == CACHE:  # watt.cache in an application
+            from .cache.tap import worker_frame
+
+            worker_frame(runtime.cache, worker, frame)
 
     return on_control

@@ -22,10 +22,30 @@ This module loads in a subinterpreter (standard library and ``watt.channel``
 only); the store lives in ``watt/cache/tap.py``, ``store.py``,
 ``redis_store.py`` and the RFC 9111 rules in ``policy.py`` (main side).
 
-Frames (worker -> main): ``(CACHE, 0, "invalidate", keys, tags)``, both
-tuples of str.  Only invalidation is offered to workers for now: a
-worker-side lookup/store path (for external GET calls cached by the same
-store) is not built yet.
+For responses the runtime does not see itself — external HTTP calls a worker
+makes (the outbound pipeline) — the same store is reachable from any worker::
+
+    hit = await watt.cache.lookup("GET", "https://api.example.com/rates", headers)
+    if hit is None:
+        response = ...  # make the call
+        watt.cache.store("GET", url, headers, status, response_headers, body)
+    else:
+        status, response_headers, body = hit  # with an Age header
+
+``headers`` are ``(name, value)`` pairs (str or bytes, any case).  ``lookup``
+answers only from a fresh entry (RFC 9111 freshness, ``Vary``, request
+``Cache-Control``), else None; ``store`` keeps the response if RFC 9111 and the
+``httpCache`` safety rules allow it (fire and forget).  Entries stored so are
+counted in the caller application's metrics, and invalidated by key (the URL)
+and tag like any other.  Without ``httpCache``, ``lookup`` answers None and
+``store`` does nothing.
+
+Frames (worker -> main, then main -> worker)::
+
+    (CACHE, 0, "invalidate", keys, tags)                    keys, tags: tuples of str
+    (CACHE, 0, "get", token, method, url, headers)          headers: flat tuple of bytes
+    (CACHE, 0, "got", token, status, headers, body, age)    status None: a miss
+    (CACHE, 0, "put", method, url, headers, status, response_headers, body)
 """
 
 from __future__ import annotations
@@ -37,7 +57,7 @@ import threading
 from watt.channel import protocol as _p
 from watt.errors import WattError
 
-__all__ = ["invalidate", "normalize_url"]
+__all__ = ["invalidate", "lookup", "normalize_url", "store"]
 
 #: The main side's cache when ``invalidate`` is called in the main interpreter
 #: (set by the runtime that owns it, with the loop it runs on).
@@ -77,6 +97,15 @@ def _strings(values, name: str) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _send(channel, frame: tuple) -> None:
+    from watt.worker import mesh_client as mc
+
+    if threading.get_ident() == mc._loop_thread:
+        channel.send(frame)
+    else:  # a WSGI app's thread: in order with the response frames it sends
+        mc._loop.call_soon_threadsafe(channel.send, frame)
+
+
 def invalidate(keys=None, tags=None) -> None:
     """Drop cached responses: ``keys`` are URLs (both their GET and HEAD responses,
     every ``Vary`` variant), ``tags`` drop every response carrying any of them."""
@@ -86,13 +115,8 @@ def invalidate(keys=None, tags=None) -> None:
         return
     from watt.worker import mesh_client as mc
 
-    channel = mc._channel
-    if channel is not None:
-        frame = (_p.CACHE, 0, "invalidate", keys, tags)
-        if threading.get_ident() == mc._loop_thread:
-            channel.send(frame)
-        else:  # a WSGI app's thread: in order with the response frames it sends
-            mc._loop.call_soon_threadsafe(channel.send, frame)
+    if mc._channel is not None:
+        _send(mc._channel, (_p.CACHE, 0, "invalidate", keys, tags))
         return
     if _local is None:
         raise WattError("watt.cache.invalidate needs a running Watt runtime with httpCache "
@@ -105,3 +129,68 @@ def invalidate(keys=None, tags=None) -> None:
         _local.invalidate_soon(keys, tags)
     else:  # another thread of the main interpreter
         _local_loop.call_soon_threadsafe(_local.invalidate_soon, keys, tags)
+
+
+# -- lookup and store for a worker's own calls ------------------------------------------
+#: Seconds ``lookup`` waits for the main side before it counts a miss.
+LOOKUP_TIMEOUT = 5.0
+_waiting: dict[int, asyncio.Future] = {}
+_tokens = iter(range(1, 1 << 62))
+
+
+def _flat(headers) -> tuple[bytes, ...]:
+    items = headers.items() if hasattr(headers, "items") else headers or ()
+    flat = []
+    for name, value in items:
+        flat.append((name.encode("latin-1") if isinstance(name, str) else bytes(name)).lower())
+        flat.append(value.encode("latin-1") if isinstance(value, str) else bytes(value))
+    return tuple(flat)
+
+
+def _worker_channel():
+    from watt.worker import mesh_client as mc
+
+    if mc._channel is None:
+        raise WattError("watt.cache.lookup and store run inside a Watt application",
+                        code="WATT_CACHE_UNAVAILABLE")
+    channel = mc._channel
+    handler = channel.on_control
+    if getattr(handler, "watt_cache", False) is False:  # route the answers to us, once
+        def on_control(frame: tuple) -> None:
+            if frame[0] == _p.CACHE and frame[2] == "got":
+                future = _waiting.pop(frame[3], None)
+                if future is not None and not future.done():
+                    future.set_result(frame)
+            elif handler is not None:
+                handler(frame)
+
+        on_control.watt_cache = True
+        channel.on_control = on_control
+    return channel
+
+
+async def lookup(method: str, url: str, headers=None):
+    """A fresh stored response for this request: ``(status, headers, body)`` (headers
+    as pairs of bytes, with ``age``), or None."""
+    channel = _worker_channel()
+    token = next(_tokens)
+    future = asyncio.get_running_loop().create_future()
+    _waiting[token] = future
+    channel.send((_p.CACHE, 0, "get", token, method.upper(), normalize_url(url), _flat(headers)))
+    try:
+        frame = await asyncio.wait_for(future, LOOKUP_TIMEOUT)
+    except TimeoutError:
+        return None
+    finally:
+        _waiting.pop(token, None)
+    _, _, _, _, status, flat, body, _age = frame
+    if status is None:
+        return None
+    return status, list(zip(flat[::2], flat[1::2], strict=True)), body
+
+
+def store(method: str, url: str, request_headers, status: int, headers, body: bytes) -> None:
+    """Offer a complete response to the store (kept only if RFC 9111 and ``httpCache``
+    allow it)."""
+    _send(_worker_channel(), (_p.CACHE, 0, "put", method.upper(), normalize_url(url),
+                              _flat(request_headers), int(status), _flat(headers), bytes(body)))

@@ -133,6 +133,19 @@ class HttpCache:
             stats = self.stats[app] = [0, 0, 0, 0]
         stats[what] += 1
 
+    def offer(self, app: str, method: str, url: str, request_headers: dict[str, list[str]],
+              status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        """Store a complete response if RFC 9111 and the safety rules allow it."""
+        headers = policy.with_date(headers)
+        ok, default_ttl = policy.storable(method, url, request_headers, status, headers,
+                                          self.config)
+        if ok:
+            self.put(policy.Entry(
+                key=policy.cache_key(method, url), app=app, method=method, url=url,
+                status=status, headers=headers, body=body,
+                request_headers=policy.varied(request_headers, headers),
+                tags=policy.tags_of(headers, self.tags_header), default_ttl=default_ttl))
+
     def put(self, entry: policy.Entry) -> None:
         self.count(entry.app, 2)
         if self.shared:
@@ -165,6 +178,48 @@ class HttpCache:
         except WattError as exc:  # checked in the worker already: not expected
             logger.warning(f"httpCache: invalidation refused: {exc}")
 
+    # -- a worker's own calls (watt.cache.lookup / store) ------------------------------
+    def on_worker_frame(self, worker, frame: tuple) -> None:
+        """``(CACHE, 0, op, ...)`` from a worker: invalidate, get (answered) or put."""
+        op = frame[2]
+        if op == "invalidate":
+            self.invalidate_soon(frame[3], frame[4])
+        elif op == "get":
+            _, _, _, token, method, url, flat = frame
+            channel = worker.channel
+            if self.shared:
+                self._spawn(self._get_shared(channel, worker.app_id, token, method, url, flat))
+            else:
+                self._reply(channel, worker.app_id, token, method, url, flat,
+                            self.store.get(policy.cache_key(method, url)))
+        elif op == "put":
+            _, _, _, method, url, flat, status, response, body = frame
+            if len(body) > self.config.max_entry_size:
+                return
+            self.offer(worker.app_id, method, url, policy.header_lists(flat), status,
+                       [(n.lower(), v) for n, v in _pairs(response)], body)
+
+    async def _get_shared(self, channel, app, token, method, url, flat) -> None:
+        try:
+            entries = await self.store.get(policy.cache_key(method, url))
+        except Exception as exc:  # noqa: BLE001 - a miss, as for a request
+            logger.warning(f"httpCache: Redis lookup failed ({type(exc).__name__}: {exc})")
+            entries = []
+        self._reply(channel, app, token, method, url, flat, entries)
+
+    def _reply(self, channel, app, token, method, url, flat, entries) -> None:
+        decision = policy.lookup(method, url, policy.header_lists(flat), entries)
+        if isinstance(decision, policy.Hit) and not decision.not_modified:
+            self.count(app, 0)
+            entry = decision.entry
+            headers = tuple(x.encode("latin-1") for n, v in entry.headers if n != "age"
+                            for x in (n, v)) + (b"age", str(decision.age).encode())
+            channel.send((p.CACHE, 0, "got", token, entry.status, headers, entry.body,
+                          decision.age))
+        else:
+            self.count(app, 1)
+            channel.send((p.CACHE, 0, "got", token, None, (), b"", 0))
+
     def snapshot(self) -> dict[str, dict[str, int]]:
         """Per application: hits, misses, stores, evictions, size (bytes; memory store)."""
         sizes = getattr(self.store, "sizes", {})
@@ -177,6 +232,19 @@ class HttpCache:
         close = getattr(self.store, "close", None)
         if close is not None:
             await close()
+
+
+def _pairs(flat: tuple[bytes, ...]) -> list[tuple[str, str]]:
+    return [(flat[i].decode("latin-1"), flat[i + 1].decode("latin-1"))
+            for i in range(0, len(flat), 2)]
+
+
+def worker_frame(cache: HttpCache | None, worker, frame: tuple) -> None:
+    """A worker's CACHE frame; without a cache, a lookup is a miss and the rest nothing."""
+    if cache is not None:
+        cache.on_worker_frame(worker, frame)
+    elif frame[2] == "get":
+        worker.channel.send((p.CACHE, 0, "got", frame[3], None, (), b"", 0))
 
 
 def _cache_keys(urls) -> list[str]:
@@ -325,17 +393,9 @@ class _Recorder:
         if body is None:
             return
         exchange = self.exchange
-        cache = exchange.cache
-        headers = policy.with_date(self.headers)
-        ok, default_ttl = policy.storable(exchange.method, exchange.url,
-                                          exchange.request_headers, self.status, headers,
-                                          cache.config)
-        if ok:
-            cache.put(policy.Entry(
-                key=exchange.key, app=exchange.app, method=exchange.method, url=exchange.url,
-                status=self.status, headers=headers, body=b"".join(body),
-                request_headers=policy.varied(exchange.request_headers, headers),
-                tags=policy.tags_of(headers, cache.tags_header), default_ttl=default_ttl))
+        exchange.cache.offer(exchange.app, exchange.method, exchange.url,
+                             exchange.request_headers, self.status, self.headers,
+                             b"".join(body))
 
     def _refresh(self, more: bool) -> None:
         """The application said 304 to our conditional request: the entry is good."""

@@ -45,6 +45,20 @@ async def app(scope, receive, send):
         watt.cache.invalidate(keys=[v for k, v in query if k == "key"] or None,
                               tags=[v for k, v in query if k == "tag"] or None)
         return await _send(send, 200, [], b"ok")
+    if path == "/ext-store":  # an external call's response, offered to the store
+        watt.cache.store("GET", params["url"], [("accept", "*/*")], 200,
+                         [("Cache-Control", "max-age=60"), ("X-Cache-Tags", "ext")],
+                         b"external body")
+        return await _send(send, 200, [], b"stored")
+    if path == "/ext-lookup":
+        hit = await watt.cache.lookup("GET", params["url"], {"accept": "*/*"})
+        answer = {"hit": hit is not None, "caller": _interpreters.get_current()[0]}
+        if hit is not None:
+            status, headers, body = hit
+            answer.update(status=status, body=body.decode(),
+                          headers={k.decode(): v.decode() for k, v in headers})
+        return await _send(send, 200, [("content-type", "application/json")],
+                           json.dumps(answer).encode())
     if path == "/bump":  # the content of a path changes (for revalidation)
         _versions[params["path"]] = _versions.get(params["path"], 0) + 1
         return await _send(send, 200, [], b"bumped")
