@@ -322,7 +322,9 @@ def _rate_of(caption: str) -> float:
     return float(caption.rsplit(" ", 1)[-1]) if caption.strip() else 0.0
 
 
-def test_admin_stop_closes_the_listener(runtime):
+def test_admin_again_prints_the_same_url_then_stop_closes_the_listener(runtime):
+    again = _admin(runtime.xdg)
+    assert again.returncode == 0 and again.stdout.strip() == runtime.link, again.stderr
     answer = _admin(runtime.xdg, "--stop")
     assert answer.returncode == 0, answer.stderr
     with pytest.raises(httpx.ConnectError):

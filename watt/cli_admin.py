@@ -13,14 +13,16 @@ import click
 
 @click.command()
 @click.argument("pid", type=int, required=False)
-@click.option("--hostname", "--host", default="127.0.0.1", show_default=True,
-              help="Where the dashboard listens: an IP address or localhost.")
-@click.option("-p", "--port", type=click.IntRange(0, 65535), default=0,
+@click.option("--hostname", "--host", default=None,
+              help="Where the dashboard listens: an IP address or localhost (default "
+                   "127.0.0.1).")
+@click.option("-p", "--port", type=click.IntRange(0, 65535), default=None,
               help="Its port (default 0: a free one).")
 @click.option("--open", "open_browser", is_flag=True,
               help="Also open the URL in the default web browser.")
 @click.option("--stop", "stop_it", is_flag=True, help="Stop the dashboard instead.")
-def admin(pid: int | None, hostname: str, port: int, open_browser: bool, stop_it: bool) -> None:
+def admin(pid: int | None, hostname: str | None, port: int | None, open_browser: bool,
+          stop_it: bool) -> None:
     """Print the URL of the dashboard of runtime PID (default: the only one running).
 
     The runtime starts the dashboard if it is not on yet: one page with every
@@ -38,7 +40,10 @@ def admin(pid: int | None, hostname: str, port: int, open_browser: bool, stop_it
             _api(target, "DELETE", "/dashboard")
             click.echo(f"dashboard of {target['pid']} stopped")
             return
-        state = _api(target, "POST", "/dashboard", {"hostname": hostname, "port": port})
+        # Only what was asked for: a running dashboard is answered wherever it listens.
+        where = {key: value for key, value in (("hostname", hostname), ("port", port))
+                 if value is not None}
+        state = _api(target, "POST", "/dashboard", where)
         click.echo(state["url"])
         if open_browser:
             webbrowser.open(state["url"])
