@@ -57,6 +57,7 @@ class Upstream:
         self.requests: list[tuple[str, str, dict]] = []
         self.failures: dict[str, int] = {}
         self.down_status = 500
+        self.release = threading.Event()  # ends the /slow requests
         upstream = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -76,6 +77,8 @@ class Upstream:
                         status, body = 503, "try again"
                 elif path == "/down":
                     status = upstream.down_status
+                elif path == "/slow":
+                    upstream.release.wait(10)
                 data = body.encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
@@ -147,6 +150,7 @@ def _caller(app_id: str, **extra) -> dict:
     return app_config(app_id, folder="outbound", env={"API_KEY": "k-123"}, logger={
         "level": "debug"}, interceptors=[
         "hooks:short_circuit",
+        "hooks:timeout_from_header",
         {"use": "watt.interceptors:Retry",
          "options": {"attempts": 3, "backoff": 0.01, "hosts": ["127.0.0.1"]}},
         {"use": "watt.interceptors:CircuitBreaker",
@@ -230,6 +234,24 @@ def test_an_error_in_an_interceptor_names_it(rt, upstream, client):
     reply = call(rt, client, f"{upstream.url}/echo", headers=[("x-break", "1")])
     assert reply["code"] == "WATT_INTERCEPTOR_FAILED", reply
     assert "'hooks:short_circuit'" in reply["error"] and "broken on purpose" in reply["error"]
+
+
+TIMEOUTS = {"httpx": "httpx.ReadTimeout", "httpx-sync": "httpx.ReadTimeout",
+            "requests": "requests.exceptions.ReadTimeout",
+            "urllib3": "urllib3.exceptions.ReadTimeoutError", "urllib": "TimeoutError",
+            "aiohttp": "TimeoutError"}
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_timeout_set_by_an_interceptor_applies_to_the_client(rt, upstream, client):
+    upstream.release.clear()
+    try:  # POST: not retried, so one wait
+        reply = call(rt, client, f"{upstream.url}/slow", method="POST",
+                     headers=[("x-timeout", "0.3")])
+    finally:
+        upstream.release.set()
+    assert reply.get("error") is not None, reply
+    assert any(t.endswith(TIMEOUTS[client]) for t in reply["error_types"]), reply
 
 
 # -- retry and circuit breaker under injected failures --------------------------------------

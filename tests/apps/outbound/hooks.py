@@ -26,3 +26,10 @@ async def short_circuit(request, call_next):
 
 def not_async(request, call_next):  # a config error: hooks are async
     return call_next(request)
+
+
+async def timeout_from_header(request, call_next):
+    """``x-timeout: S`` sets the request's timeout, as DefaultTimeout does."""
+    if request.headers.get("x-timeout"):
+        request.timeout = float(request.headers.get("x-timeout"))
+    return await call_next(request)
