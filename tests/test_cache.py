@@ -278,6 +278,25 @@ def test_entrypoint_responses_are_cached_and_head_is_its_own_key(rt):
     assert etag_free.status_code == 200
 
 
+def test_streamed_answers_are_kept_whole_up_to_max_entry_size(rt):
+    small = [fetch(rt, "http://b.plt.local/stream/small") for _ in range(2)]
+    assert small[0]["body"] == small[1]["body"] == "1:0:" + "y" * 10 + "1:1:" + "y" * 10 \
+        + "1:2:" + "y" * 10 and "age" in small[1]["headers"]
+    # 3 x 400 KB: over maxEntrySize (1 MiB by default), passed on but not stored
+    big = [fetch(rt, "http://b.plt.local/stream/big?size=400000") for _ in range(2)]
+    assert big[1]["body"].startswith("2:0:") and "age" not in big[1]["headers"]
+    assert len(big[1]["body"]) == 3 * 400_004
+
+
+def test_the_asgi_path_of_the_entrypoint_is_cached_too(rt):
+    """Runtime.inject takes entrypoint.forward, the ASGI engines' path (granian,
+    hypercorn), where the watt engine has its own."""
+    first = rt.inject("a", "GET", "/cached/asgi")
+    second = rt.inject("a", "GET", "/cached/asgi")
+    assert second.status == 200 and second.body == first.body
+    assert second.header("age") is not None and first.header("age") is None
+
+
 def test_stale_entries_are_revalidated_and_a_304_refreshes_them(rt):
     url = "http://b.plt.local/doc?etag=1&h=cache-control:no-cache"
     first = fetch(rt, url)

@@ -40,6 +40,11 @@ Frame layouts (``sid`` = stream id)::
                           SPANS, each a JSON object (text) in OTLP's JSON shape
     (CACHE, 0, "invalidate", keys, tags)  worker -> main: drop HTTP cache entries
                           (watt.cache.invalidate; keys, tags: tuples of str)
+    (CACHE, 0, "get", token, method, url, headers)  worker -> main: watt.cache.lookup
+    (CACHE, 0, "got", token, status, headers, body, age)  main -> worker: the answer
+                          (status None: a miss)
+    (CACHE, 0, "put", method, url, headers, status, response_headers, body)
+                          worker -> main: watt.cache.store
     (LOG_LEVEL, 0, level)       main -> worker: write lines from this level on (a LEVELS name)
 """
 

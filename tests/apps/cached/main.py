@@ -59,6 +59,15 @@ async def app(scope, receive, send):
                           headers={k.decode(): v.decode() for k, v in headers})
         return await _send(send, 200, [("content-type", "application/json")],
                            json.dumps(answer).encode())
+    if path.startswith("/stream/"):  # a cacheable answer in several body messages
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"cache-control", b"max-age=600"), (b"content-type", b"text/plain")]})
+        _served[path] = _served.get(path, 0) + 1
+        size = int(params.get("size", 10))
+        for i in range(3):
+            await send({"type": "http.response.body", "more_body": i < 2,
+                        "body": f"{_served[path]}:{i}:".encode() + b"y" * size})
+        return
     if path == "/bump":  # the content of a path changes (for revalidation)
         _versions[params["path"]] = _versions.get(params["path"], 0) + 1
         return await _send(send, 200, [], b"bumped")
