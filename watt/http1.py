@@ -57,6 +57,10 @@ class _Clock:
         self.header = b"date: " + email.utils.formatdate(usegmt=True).encode() + b"\r\n"
 
 
+#: Seconds a new connection has to send its first request once shutdown began.
+FRESH_GRACE = 1.0
+
+
 class H1Engine:
     """``server.engine: watt``: HTTP/1.1 and WebSocket on the main loop."""
 
@@ -122,6 +126,9 @@ class H1Engine:
         timeout), close idle keep-alive connections, then close the rest."""
         self.closing = True
         if self._server is not None:
+            # One loop turn accepts what the kernel has queued; closing first would
+            # reset those connections, whose requests may already be sent.
+            await asyncio.sleep(0)
             self._server.close()
         for conn in list(self.connections):
             conn.close_if_idle()
@@ -165,6 +172,7 @@ class H1Protocol(asyncio.Protocol):
         self.head_bytes = 0
         self.head_started: float | None = None  # first byte of a request head
         self.idle_since: float | None = None
+        self.fresh = True  # no request yet: its client has just connected to send one
         self.write_paused = False
         self.read_paused = False
         self.closed = False
@@ -242,8 +250,13 @@ class H1Protocol(asyncio.Protocol):
             self.transport.abort()
 
     def close_if_idle(self) -> None:
+        """At shutdown: close when no request is under way.  A connection that has
+        not yet sent a request is given ``FRESH_GRACE`` to send it (a proxy connects
+        and writes at once: closing it first would fail a request the client had
+        already sent), and one whose request head is arriving is not idle."""
         if self.current is None and not self.queue and self.parsing is None \
-                and self._ws is None:
+                and self._ws is None and self.head_started is None and not (
+                    self.fresh and time.monotonic() - self.idle_since < FRESH_GRACE):
             self.close()
 
     def _fail(self, status: int, message: str) -> None:
@@ -273,6 +286,7 @@ class H1Protocol(asyncio.Protocol):
         self._headers = []
         self._has_body = False
         self.head_bytes = 0
+        self.fresh = False
         if self.head_started is None:
             self.head_started = time.monotonic()
             self.idle_since = None
