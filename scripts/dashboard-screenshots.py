@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,6 +96,7 @@ def main() -> None:
         stop.set()
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
+        shutil.rmtree(work, ignore_errors=True)
     print(f"screenshots in {OUT}")
 
 
