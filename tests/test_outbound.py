@@ -34,7 +34,7 @@ from watt.interceptors import (
 from watt.testing import RuntimeHandle
 
 CLIENTS = ["httpx", "httpx-sync", "requests", "urllib3", "urllib", "aiohttp"]
-MESH_CLIENTS = [*CLIENTS, "fetch"]
+MESH_CLIENTS = [*CLIENTS, "fetch", "mesh-transport"]  # the last two: the mesh only
 
 
 # -- servers of the test ------------------------------------------------------------------
@@ -201,7 +201,7 @@ def test_a_mesh_call_passes_through_the_interceptors(rt, client):
     assert "x-api-key" not in echoed["headers"]  # SetHeaders is for 127.0.0.1 only
     [record] = seen(rt)
     assert record["url"] == "http://target.plt.local/echo?x=1" and record["mesh"] is True
-    assert record["async"] is (client in ("httpx", "aiohttp", "fetch"))
+    assert record["async"] is (client in ("httpx", "aiohttp", "fetch", "mesh-transport"))
 
 
 @pytest.mark.parametrize("caller", ["caller", "callproc"])
@@ -222,7 +222,8 @@ def test_an_external_call_passes_through_the_interceptors(rt, upstream, client, 
 
 @pytest.mark.parametrize("client", MESH_CLIENTS)
 def test_an_interceptor_answers_without_sending(rt, upstream, client):
-    url = "http://target.plt.local/echo" if client == "fetch" else f"{upstream.url}/never"
+    url = ("http://target.plt.local/echo" if client in ("fetch", "mesh-transport")
+           else f"{upstream.url}/never")
     reply = call(rt, client, url, headers=[("x-short", "1")])
     assert reply.get("error") is None, reply
     assert (reply["status"], reply["body"], reply["from"]) == (299, "short", "hook")

@@ -333,8 +333,8 @@ async def _next(request: Request, send, index: int) -> Response:
         return response
     name, hook = _hooks[index]
 
-    async def call_next(req: Request | None = None) -> Response:
-        return await _next(req or request, send, index + 1)
+    def call_next(req: Request | None = None):  # the inner coroutine itself: awaited once
+        return _next(req or request, send, index + 1)
 
     try:
         response = await hook(request, call_next)

@@ -71,6 +71,16 @@ async def via_aiohttp(url, method, headers, timeout):
             return _result(r.status, await r.read(), r.headers)
 
 
+async def via_mesh_transport(url, method, headers, timeout):
+    import httpx
+
+    import watt.mesh
+
+    async with httpx.AsyncClient(transport=watt.mesh.transport(), **timeout) as client:
+        r = await client.request(method, url, headers=headers)
+        return _result(r.status_code, r.content, r.headers)
+
+
 async def via_fetch(url, method, headers, timeout):
     import watt.mesh
 
@@ -80,7 +90,7 @@ async def via_fetch(url, method, headers, timeout):
 
 CLIENTS = {"httpx": via_httpx, "httpx-sync": via_httpx_sync, "requests": via_requests,
            "urllib3": via_urllib3, "urllib": via_urllib, "aiohttp": via_aiohttp,
-           "fetch": via_fetch}
+           "fetch": via_fetch, "mesh-transport": via_mesh_transport}
 
 
 async def call(q: dict) -> dict:
