@@ -33,6 +33,7 @@ from suite import (
     load_table,
     measure,
     ratio_value,
+    rows_scenario,
     watt_spec,
 )
 
@@ -54,18 +55,9 @@ def scenario(settings: Settings) -> Scenario:
     lines = [*load_table(rows), "",
              f"cached hit / no cache = {fmt_ratio(hit_ratio)} requests/s",
              f"cached app, miss / no cache = {fmt_ratio(miss_ratio)} requests/s"]
-    return Scenario(
-        key="cache",
-        title="HTTP cache: a mesh call from the cache vs from the application",
-        text="\n".join(lines),
-        data={"load": {"connections": load.connections, "duration_s": load.duration_s},
-              "rows": [r.to_json() for r in rows], "hit_ratio": hit_ratio,
-              "miss_ratio": miss_ratio},
-        failed=any(r.result is None for r in rows),
-        plot={"kind": "bar", "title": f"Mesh call through httpCache, c={load.connections}",
-              "ylabel": "requests/s", "labels": [r.name for r in rows],
-              "values": [r.rps for r in rows], "subjects": ["hit"]},
-    )
+    return rows_scenario("cache", "HTTP cache: a mesh call from the cache vs from the "
+                         "application", lines, rows, load,
+                         {"hit_ratio": hit_ratio, "miss_ratio": miss_ratio}, ["hit"])
 
 
 if __name__ == "__main__":

@@ -253,6 +253,23 @@ def target(text: str, ok: bool | None, numbers: str, suspect: bool = False) -> d
     return {"target": text, "verdict": verdict(ok, suspect), "numbers": numbers}
 
 
+def rows_scenario(key: str, title: str, lines: list[str], rows: Sequence[Measured],
+                  load: LoadSettings, data: dict, subjects: list[str]) -> Scenario:
+    """A scenario made of servers measured under one load: its table (``lines``),
+    every row in the data, and a bar of requests/s per row."""
+    return Scenario(
+        key=key,
+        title=title,
+        text="\n".join(lines),
+        data={"load": {"connections": load.connections, "duration_s": load.duration_s},
+              "rows": [r.to_json() for r in rows], **data},
+        failed=any(r.result is None for r in rows),
+        plot={"kind": "bar", "title": f"{title}, c={load.connections}",
+              "ylabel": "requests/s", "labels": [r.name for r in rows],
+              "values": [r.rps for r in rows], "subjects": subjects},
+    )
+
+
 def load_table(rows: Sequence[Measured], name_width: int = 22) -> list[str]:
     """requests/s, p50, p99, requests, errors and non-2xx, one line per server."""
     lines = [
