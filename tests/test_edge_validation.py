@@ -125,6 +125,7 @@ def test_a_bad_document_file_fails_the_start(tmp_path):
     with pytest.raises(ConfigError) as info:
         RuntimeHandle({"applications": [app_config("web", "edge_echo", openapi=relative)]})
     assert info.value.code == "WATT_OPENAPI_INVALID" and "OpenAPI 3" in info.value.message
+    assert info.value.key == "applications[0].openapi" and info.value.app_id == "web"
 
 
 # -- the compiled document on its own ----------------------------------------------------

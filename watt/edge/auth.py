@@ -355,10 +355,15 @@ def factory(config, info) -> AuthStage | None:
     auth = getattr(getattr(config, "config", config), "auth", None)
     if auth is None:
         return None
-    check_auth(auth)
     server = getattr(config, "server", None)
-    return AuthStage(auth, getattr(info, "base_dir", None) or getattr(config, "base_dir", "."),
-                     getattr(server, "user_header", "x-watt-user"))
+    try:
+        check_auth(auth)
+        return AuthStage(auth, getattr(info, "base_dir", None) or
+                         getattr(config, "base_dir", "."),
+                         getattr(server, "user_header", "x-watt-user"))
+    except ConfigError as exc:  # name the file, as a config error found at load would
+        exc.file = exc.file or getattr(config, "file", None)
+        raise
 
 
 register_stage("auth", factory)

@@ -72,8 +72,8 @@ def compile_file(file: str, app_id: str):
     try:
         return compile_spec(document)
     except SpecError as exc:
-        raise ConfigError(f"{file}: {exc}", code="WATT_OPENAPI_INVALID", app_id=app_id,
-                          key=f"applications[{app_id}].openapi") from None
+        raise ConfigError(f"{file}: {exc}", code="WATT_OPENAPI_INVALID",
+                          app_id=app_id) from None
 
 
 async def fetch_document(runtime, app_id: str, path: str) -> dict | None:
@@ -195,7 +195,15 @@ def factory(config, info) -> ValidationStage | None:
         elif setting.startswith("/"):
             fetch[app_id] = (setting,)
         else:
-            specs[app_id] = compile_file(os.path.join(app.path, setting), app_id)
+            try:
+                specs[app_id] = compile_file(os.path.join(app.path, setting), app_id)
+            except ConfigError as exc:  # where in the config, as a load error would say
+                ids = [a.id for a in getattr(config, "applications", ())]
+                exc.file = exc.file or getattr(config, "file", None)
+                exc.app_id = app_id
+                exc.key = f"applications[{ids.index(app_id) if app_id in ids else app_id}]" \
+                          ".openapi"
+                raise
     if not specs and not fetch:
         return None
     if fetch and getattr(info, "runtime", None) is None:
