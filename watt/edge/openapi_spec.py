@@ -152,15 +152,41 @@ def _coerce(raw: str, types: frozenset):
     return raw
 
 
+_BOOLS = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
+
+
+def _as_int(raw: str):
+    return int(raw) if _INT.match(raw) else raw
+
+
+def _as_bool(raw: str):
+    return _BOOLS.get(raw.strip().lower(), raw)
+
+
+def _coercer(types: frozenset):
+    """:func:`_coerce` for these types, specialised for the common single-type cases;
+    None when the text is taken as it is."""
+    scalars = types & _SCALARS
+    if not scalars:
+        return None
+    if scalars == {"integer"}:
+        return _as_int
+    if scalars == {"boolean"}:
+        return _as_bool
+    return lambda raw: _coerce(raw, types)
+
+
 def parse_query(query: bytes) -> dict[str, list[str]]:
     """``a=1&b=x&a=2`` as ``{"a": ["1", "2"], "b": ["x"]}`` (blank values kept, as
     ``parse_qs(keep_blank_values=True)`` but without its cost when nothing is escaped)."""
     out: dict[str, list[str]] = {}
-    for pair in query.decode("latin-1").split("&"):
+    text = query.decode("latin-1")
+    escaped = "%" in text or "+" in text
+    for pair in text.split("&"):
         if not pair:
             continue
         name, _, value = pair.partition("=")
-        if "%" in pair or "+" in pair:
+        if escaped:
             name, value = unquote_plus(name), unquote_plus(value)
         values = out.get(name)
         if values is None:
@@ -184,8 +210,8 @@ _SCALARS = frozenset({"integer", "number", "boolean"})
 
 
 class Parameter:
-    __slots__ = ("array", "as_json", "explode", "item_types", "location", "name", "required",
-                 "text", "types", "validator")
+    __slots__ = ("array", "as_json", "coerce", "explode", "item_coerce", "location", "name",
+                 "required", "text", "types", "validator")
 
     def __init__(self, spec: dict, compiler: _Compiler) -> None:
         self.location = spec["in"]
@@ -198,8 +224,10 @@ class Parameter:
             schema = media.get("schema", {})
         self.types = compiler.types(schema)
         self.array = "array" in self.types and not self.as_json
-        self.item_types = compiler.types(compiler.items(schema)) if self.array else frozenset()
-        self.text = not (self.array or self.as_json or self.types & _SCALARS)  # taken as is
+        self.coerce = _coercer(self.types)
+        self.item_coerce = _coercer(compiler.types(compiler.items(schema))) if self.array \
+            else None
+        self.text = not (self.array or self.as_json or self.coerce)  # taken as it is
         self.explode = spec.get("explode", spec.get("style", "form") == "form")
         self.validator = compiler.validator(schema)
 
@@ -214,8 +242,9 @@ class Parameter:
         if self.array:
             if not self.explode or self.location in ("header", "path"):
                 raws = [part for raw in raws for part in raw.split(",")]
-            return [_coerce(raw, self.item_types) for raw in raws]
-        return _coerce(raws[0], self.types)
+            coerce = self.item_coerce
+            return [coerce(raw) for raw in raws] if coerce is not None else raws
+        return self.coerce(raws[0])
 
 
 class Operation:
