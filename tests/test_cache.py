@@ -340,6 +340,20 @@ def test_a_worker_stores_and_looks_up_its_own_calls(rt):
     assert not lookup(url)["hit"]
 
 
+def test_a_successful_unsafe_request_drops_the_urls_entries(rt):
+    url = "http://b.plt.local/cached/posted"
+    fetch(rt, url)
+    assert "age" in fetch(rt, url)["headers"]
+    assert fetch(rt, url, method="OPTIONS")["status"] == 200  # safe: nothing dropped
+    assert "age" in fetch(rt, url)["headers"]
+    assert fetch(rt, url, method="POST")["status"] == 200
+    assert "age" not in fetch(rt, url)["headers"]  # RFC 9111 §4.4
+    httpx.get(rt.url + "/cached/front-posted")  # the entrypoint's own entries too
+    assert "age" in httpx.get(rt.url + "/cached/front-posted").headers
+    assert httpx.delete(rt.url + "/cached/front-posted").status_code == 200
+    assert "age" not in httpx.get(rt.url + "/cached/front-posted").headers  # made again
+
+
 def test_eviction_under_max_size_and_metrics(rt):
     before = stats(rt, "b")["evictions"]
     for i in range(6):  # 6 x 16 KB > maxSize (64 KB)

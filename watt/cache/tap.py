@@ -16,7 +16,9 @@ them:
   stored response, anything else goes through (and may be stored);
 - otherwise the REQUEST goes out and a :class:`_Recorder` in front of the
   stream's handler keeps a copy of the response (up to ``maxEntrySize``),
-  stored at its end if RFC 9111 and the safety rules allow.
+  stored at its end if RFC 9111 and the safety rules allow;
+- an unsafe method (POST, PUT, DELETE, ...): an :class:`_Invalidator` drops the
+  URL's entries when the answer is below 400 (RFC 9111 §4.4).
 
 The decisions are :mod:`watt.cache.policy`'s (hishel's state machine); the
 store is :class:`~watt.cache.store.MemoryStore`, or
@@ -37,6 +39,7 @@ from . import policy
 from .store import MemoryStore
 
 _STAT_NAMES = ("hits", "misses", "stores", "evictions")
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 #: Headers a 304 answer from the cache carries (RFC 9110 §15.4.5).
 _NOT_MODIFIED_HEADERS = frozenset({"cache-control", "content-location", "date", "etag",
                                    "expires", "vary", "last-modified"})
@@ -83,9 +86,9 @@ class HttpCache:
                         channel, original, frame, app):
                     return
             elif kind == p.CANCEL:  # the caller left: its handler takes the stream back
-                recorder = channel.streams.get(frame[1])
-                if isinstance(recorder, _Recorder):
-                    recorder.detach()
+                tee = channel.streams.get(frame[1])
+                if isinstance(tee, _Recorder | _Invalidator):
+                    tee.detach()
             original(frame)
 
         channel.send = send
@@ -95,7 +98,18 @@ class HttpCache:
         """Handle a REQUEST frame; True when the cache took it (answered, or will send)."""
         _, sid, target, scope, body, more = frame
         method = scope[2]
-        if scope[0] != "http" or more or body or method not in ("GET", "HEAD"):
+        if scope[0] != "http":
+            return False
+        if method not in _SAFE:  # RFC 9111 §4.4: a success drops the URL's entries
+            handler = channel.streams.get(sid)
+            if handler is not None:
+                try:
+                    channel.streams[sid] = _Invalidator(self, channel, sid, handler,
+                                                        _url(target, scope))
+                except WattError:
+                    pass
+            return False
+        if more or body or method not in ("GET", "HEAD"):
             return False
         try:
             url = _url(target, scope)
@@ -373,10 +387,8 @@ class _Recorder:
         if final:
             self.detach() if kind in p.TERMINAL else self._done()
         self.handler.feed(frame)
-        if final and getattr(self.handler, "finished", False):
-            channel, sid = self.exchange.channel, self.exchange.frame[1]
-            if channel.streams.get(sid) is self.handler:
-                del channel.streams[sid]
+        if final:
+            _forget(self.exchange.channel, self.exchange.frame[1], self.handler)
 
     def _keep(self, chunk: bytes) -> None:
         if self.body is None:
@@ -414,9 +426,43 @@ class _Recorder:
             exchange.cache.put(fresh)
             entry = fresh
         _answer(channel, sid, entry.status, entry.headers, entry.body, 0)
-        handler = self.handler
-        if getattr(handler, "finished", False) and channel.streams.get(sid) is handler:
-            del channel.streams[sid]
+        _forget(channel, sid, self.handler)
+
+
+def _forget(channel, sid: int, handler) -> None:
+    """A handler that finished while a tee stood in front of it could not remove
+    itself from the channel's streams: do it for it."""
+    if getattr(handler, "finished", False) and channel.streams.get(sid) is handler:
+        del channel.streams[sid]
+
+
+class _Invalidator:
+    """In front of an unsafe request's handler (POST, PUT, DELETE, ...): a response
+    below 400 drops the stored GET and HEAD responses of its URL (RFC 9111 §4.4)."""
+
+    __slots__ = ("cache", "channel", "handler", "sid", "url")
+
+    def __init__(self, cache: HttpCache, channel, sid: int, handler, url: str) -> None:
+        self.cache = cache
+        self.channel = channel
+        self.sid = sid
+        self.handler = handler
+        self.url = url
+
+    def detach(self) -> None:
+        if self.channel.streams.get(self.sid) is self:
+            self.channel.streams[self.sid] = self.handler
+
+    def feed(self, frame: tuple) -> None:
+        kind = frame[0]
+        done = kind == p.RESPONSE_START or kind in p.TERMINAL
+        if done:
+            self.detach()
+            if kind == p.RESPONSE_START and frame[2] < 400:
+                self.cache.invalidate_soon([self.url], ())
+        self.handler.feed(frame)
+        if done:
+            _forget(self.channel, self.sid, self.handler)
 
 
 def cache_families(snapshot: dict[str, dict[str, int]]) -> list:
