@@ -12,8 +12,9 @@ import httpx
 import pytest
 from support import APPS, app_config
 
+from watt.edge.info import EdgeInfo
 from watt.edge.openapi_spec import SpecError, compile_spec
-from watt.edge.validation import compile_file
+from watt.edge.validation import compile_file, factory
 from watt.errors import ConfigError
 from watt.testing import RuntimeHandle
 
@@ -25,13 +26,15 @@ def rt():
     gateway = {"id": "gateway", "path": str(APPS / "edge_echo"), "kind": "gateway",
                "gateway": {"routes": [
                    {"prefix": "/fast", "to": "fast"}, {"prefix": "/lite", "to": "lite"},
-                   {"prefix": "/echo", "to": "echo"}, {"prefix": "/off", "to": "off"}]}}
+                   {"prefix": "/echo", "to": "echo"}, {"prefix": "/off", "to": "off"},
+                   {"prefix": "/plain", "to": "plain"}]}}
     config = {"entrypoint": "gateway", "applications": [
         gateway,
         app_config("fast", "edge_fastapi"),
         app_config("lite", "edge_litestar"),
         app_config("echo", "edge_echo", openapi="openapi.json"),
         app_config("off", "edge_echo", openapi="openapi.json", validation=False),
+        app_config("plain", "edge_echo"),  # an ASGI app: publishes no document by default
     ]}
     with RuntimeHandle(config) as handle:
         handle.client = httpx.Client(base_url=handle.url, timeout=30)
@@ -113,6 +116,19 @@ def test_validation_false_lets_everything_through(rt):
     reply = rt.client.get("/off/orders/0?ids=x")
     assert reply.status_code == 200 and reply.json()["path"] == "/orders/0"
     assert rt.client.post("/off/orders", content=b"{").status_code == 200
+
+
+def test_which_applications_get_checked(rt):
+    """FastAPI and Litestar by themselves, a file when named; not a kind that publishes
+    none by default, nor one with validation false (no fetch, no stage for them)."""
+    config = rt.runtime.config
+    stage = factory(config, EdgeInfo("gateway", {a.id: a for a in config.applications},
+                                     runtime=rt.runtime))
+    assert stage.fetch == {"fast": ("/openapi.json",), "lite": ("/schema/openapi.json",)}
+    assert set(stage.specs) == {"echo"}
+    assert rt.client.get("/plain/orders/0?ids=x").status_code == 200
+    only_plain = {a.id: a for a in config.applications if a.id == "plain"}
+    assert factory(config, EdgeInfo("plain", only_plain, runtime=rt.runtime)) is None
 
 
 def test_a_bad_document_file_fails_the_start(tmp_path):
