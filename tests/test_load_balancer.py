@@ -38,7 +38,7 @@ class Instance:
     """One `watt start` of the shared config, told apart by INSTANCE_NAME."""
 
     def __init__(self, tmp_path: Path, name: str, port: int = 0, probes: int = 0,
-                 drain: int = 300) -> None:
+                 drain: int = 300, folder: str = "basic", extra: dict | None = None) -> None:
         self.name = name
         config = tmp_path / f"{name}.json"
         config.write_text(json.dumps({
@@ -46,8 +46,8 @@ class Instance:
             "metrics": {"enabled": True, "port": probes},
             # /ready says 503 for `drain` ms after SIGTERM before the listener closes.
             "deploy": {"drainDelay": drain},
-            "applications": [{"id": "web", "path": str(APPS / "basic"), "app": "main:app",
-                              "env": {"APP_NAME": name}}]}))
+            "applications": [{"id": "web", "path": str(APPS / folder), "app": "main:app",
+                              "env": {"APP_NAME": name}}], **(extra or {})}))
         self.proc = WattProcess("-c", str(config))
 
     def wait(self) -> Instance:
@@ -64,6 +64,23 @@ class Instance:
             return httpx.get(self.probes + "/ready", timeout=5).status_code
         except httpx.TransportError:
             return None
+
+
+def _start_nginx(tmp_path: Path, upstreams: list[int]) -> tuple[subprocess.Popen, str]:
+    """nginx in front of ``upstreams``; returns it and its URL."""
+    port = _free_port()
+    nginx = subprocess.Popen([NGINX, "-c", str(_nginx_conf(tmp_path, port, upstreams)),
+                              "-p", str(tmp_path)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    return nginx, f"http://127.0.0.1:{port}"
+
+
+def _stop_nginx(nginx: subprocess.Popen) -> None:
+    nginx.send_signal(signal.SIGQUIT)  # graceful
+    try:
+        nginx.wait(10)
+    except subprocess.TimeoutExpired:
+        nginx.kill()
 
 
 def _nginx_conf(tmp_path: Path, port: int, upstreams: list[int]) -> Path:
@@ -120,11 +137,7 @@ def test_drain_delay_serves_with_connection_close_while_ready_says_503(tmp_path:
 def test_sigterm_one_of_two_instances_behind_nginx_fails_no_request(tmp_path: Path) -> None:
     one, two = Instance(tmp_path, "one"), Instance(tmp_path, "two")
     one.wait(), two.wait()
-    port = _free_port()
-    nginx = subprocess.Popen([NGINX, "-c", str(_nginx_conf(tmp_path, port, [one.port, two.port])),
-                              "-p", str(tmp_path)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-    front = f"http://127.0.0.1:{port}"
+    nginx, front = _start_nginx(tmp_path, [one.port, two.port])
     results: list[tuple[int, str]] = []  # (status, instance) of every request
     stop = threading.Event()
     restarted: list[Instance] = []
@@ -155,13 +168,17 @@ def test_sigterm_one_of_two_instances_behind_nginx_fails_no_request(tmp_path: Pa
         wait_for(lambda: answered_by("one", 0) and answered_by("two", 0), timeout=10)
         # Requests in flight on `two` when it is told to stop: they must finish.
         with httpx.Client(timeout=10) as direct:
-            slow = threading.Thread(target=lambda: results.append(
-                (direct.get(two.url + "/slow", params={"delay": "1"}).status_code, "two-slow")))
+            held = tmp_path / "held"  # /hold answers once held/release exists
+            held.mkdir()
+            slow = threading.Thread(target=lambda: results.append((direct.get(
+                two.url + "/hold", params={"dir": str(held), "id": "1"}).status_code,
+                "two-slow")))
             slow.start()
-            wait_for(lambda: httpx.get(two.url + "/in-flight").json()["in_flight"] == 1)
+            wait_for(lambda: any(held.glob("*.held")))
             two.proc.proc.send_signal(signal.SIGTERM)
             wait_for(lambda: two.ready() == 503, timeout=5)  # draining: not ready
             assert slow.is_alive()  # ...while its request is still being answered
+            (held / "release").touch()
             slow.join(10)
         assert two.proc.wait(15) == 0
         gone = len(results)
@@ -177,11 +194,7 @@ def test_sigterm_one_of_two_instances_behind_nginx_fails_no_request(tmp_path: Pa
         for thread in threads:
             if thread.is_alive():
                 thread.join(15)
-        nginx.send_signal(signal.SIGQUIT)
-        try:
-            nginx.wait(10)
-        except subprocess.TimeoutExpired:
-            nginx.kill()
+        _stop_nginx(nginx)
         for instance in (one, two, *restarted):
             instance.proc.kill()
     failed = [r for r in results if r[0] != 200]
@@ -191,8 +204,8 @@ def test_sigterm_one_of_two_instances_behind_nginx_fails_no_request(tmp_path: Pa
     assert len(results) > 100
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, path: str = "/whoami") -> bool:
     try:
-        return httpx.get(url + "/whoami", timeout=2).status_code == 200
+        return httpx.get(url + path, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
