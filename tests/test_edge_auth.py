@@ -128,6 +128,7 @@ def rt(keys, authority, tmp_path_factory, unused_port):
                  "jwt": dict(jwks, jwksRefetchInterval=3600)},
                 {"prefix": "/opaque", "introspection": introspection, "scopes": ["read"]},
                 {"prefix": "/admin", "jwt": {"secret": SECRET}, "scopes": ["admin"]},
+                {"prefix": "/mixed", "jwt": {"secret": SECRET}, "introspection": introspection},
                 {"prefix": "/down", "jwt": {"jwksUrl": f"http://127.0.0.1:{unused_port}/jwks",
                                             "timeout": 2}},
             ],
@@ -280,6 +281,17 @@ def test_introspection_of_opaque_tokens_is_cached(rt, authority):
     problem_of(call(rt, "/opaque/headers", "opaque-revoked"), 401, "WATT_AUTH_INVALID_TOKEN")
     problem_of(call(rt, "/opaque/headers", "opaque-no-scope"), 403,
                "WATT_AUTH_INSUFFICIENT_SCOPE")
+
+
+def test_jwts_are_verified_locally_and_opaque_tokens_introspected(rt, authority):
+    authority.active["opaque-mixed"] = {"sub": "kim"}
+    before = authority.introspections
+    token = jwt.encode({"sub": "lee", "exp": int(time.time()) + 60}, SECRET)
+    assert user_of(call(rt, "/mixed/x", token))["sub"] == "lee"
+    assert authority.introspections == before
+    assert user_of(call(rt, "/mixed/x", "opaque-mixed"))["sub"] == "kim"
+    assert authority.introspections == before + 1
+    problem_of(call(rt, "/hs/x", "opaque-mixed"), 401, "WATT_AUTH_INVALID_TOKEN")  # jwt only
 
 
 def test_an_unreachable_jwks_is_503(rt):
