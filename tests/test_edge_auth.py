@@ -213,6 +213,31 @@ def test_public_paths_and_unprotected_prefixes_need_no_token(rt):
     assert call(rt, "/headers").status_code == 200  # no route protects /
 
 
+def raw_status(rt, path: str) -> int:
+    """GET ``path`` exactly as written (httpx would resolve its dot segments first)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(rt.url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize(("path", "status"), [
+    ("/hs/open/x", 200),  # public, as written
+    ("/hs/open/../secret", 401),  # public as written, /hs/secret once resolved
+    ("/whoami/../hs/x", 401),
+    ("/hs/open/%2e%2e/secret", 401),
+    ("//hs/x", 401),
+])
+def test_dot_segments_cannot_reach_a_protected_path(rt, path, status):
+    assert raw_status(rt, path) == status
+
+
 def test_rs256_with_a_pem_key_file(rt, keys):
     token = jwt.encode({"sub": "bob", "exp": int(time.time()) + 60}, keys.rsa, algorithm="RS256")
     reply = call(rt, "/rs/headers", token)

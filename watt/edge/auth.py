@@ -25,6 +25,7 @@ import asyncio
 import base64
 import json
 import os
+import posixpath
 import time
 
 from watt.config_auth import check_auth
@@ -242,9 +243,19 @@ class AuthStage(Stage):
                 return route
         return None
 
+    def protecting(self, path: str) -> AuthRoute | None:
+        """The route that wants a token for ``path``, or None."""
+        route = self.route(path)
+        return None if route is None or route.is_public(path) else route
+
     def check(self, req: EdgeRequest):
-        route = self.route(req.path)
-        if route is None or route.is_public(req.path):
+        path = req.path
+        route = self.protecting(path)
+        if route is None and ("/." in path or "//" in path):
+            # /docs/../admin: an application (or a proxy behind it) that resolves dot
+            # segments would serve /admin; a token is needed if either reading wants one.
+            route = self.protecting(posixpath.normpath("/" + path.lstrip("/")))
+        if route is None:
             return None
         try:
             token = self._token(req)
