@@ -209,3 +209,60 @@ def _answers(url: str, path: str = "/whoami") -> bool:
         return httpx.get(url + path, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+REDIS = shutil.which("redis-server")
+
+
+@needs_nginx
+@pytest.mark.skipif(REDIS is None, reason="redis-server is not installed (apt-get install "
+                    "redis-server; `make test` runs scripts/system-deps, which installs it)")
+def test_two_instances_behind_nginx_share_cache_hits_and_invalidations(tmp_path: Path) -> None:
+    pytest.importorskip("redis", reason="httpCache.redis needs `pip install 'watt[redis]'`")
+    sock = tmp_path / "redis.sock"
+    redis = subprocess.Popen([REDIS, "--port", "0", "--unixsocket", str(sock), "--save", "",
+                              "--appendonly", "no", "--dir", str(tmp_path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = {"httpCache": {"entrypoint": True,
+                           "redis": {"url": f"unix://{sock}", "prefix": "lb:"}}}
+    instances: list[Instance] = []
+    nginx = None
+    try:
+        wait_for(sock.exists, timeout=10)
+        instances = [Instance(tmp_path, name, folder="cached", extra=cache)
+                     for name in ("one", "two")]
+        one, two = (instance.wait() for instance in instances)
+        nginx, front = _start_nginx(tmp_path, [one.port, two.port])
+        wait_for(lambda: _answers(front, "/counts"), timeout=10)
+        import redis as redis_client
+
+        store = redis_client.Redis.from_url(f"unix://{sock}")
+
+        def stored() -> bool:  # an entry is stored a moment after its response
+            return bool(store.keys("lb:k:*"))
+
+        with httpx.Client(timeout=10) as http:
+            def get(instance: Instance) -> httpx.Response:
+                # The key is the URL the client asked for: nginx's Host is "watt".
+                return http.get(instance.url + "/cached/page", headers={"host": "watt"})
+
+            made = http.get(front + "/cached/page").json()  # made by one of the two
+            wait_for(stored)
+            for instance in (one, two):  # both answer it from the one store
+                reply = get(instance)
+                assert "age" in reply.headers and reply.json() == made
+            # Invalidated through nginx (whichever instance the app ran on): gone for both.
+            assert http.get(front + "/invalidate", params={"tag": "page"}).text == "ok"
+            wait_for(lambda: not stored())
+            remade = get(one)
+            assert "age" not in remade.headers and remade.json() != made
+            wait_for(stored)
+            again = get(two)  # one's new response, not the invalidated one
+            assert "age" in again.headers and again.json() == remade.json()
+    finally:
+        if nginx is not None:
+            _stop_nginx(nginx)
+        for instance in instances:
+            instance.proc.kill()
+        redis.terminate()
+        redis.wait(10)
