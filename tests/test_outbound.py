@@ -81,6 +81,8 @@ class Upstream:
                     upstream.release.wait(10)
                 data = body.encode()
                 self.send_response(status)
+                if path.startswith("/cacheable/"):
+                    self.send_header("cache-control", "max-age=60")
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
@@ -166,6 +168,7 @@ def rt(upstream):
         "entrypoint": "caller",
         "mesh": {"interceptors": ["hooks:record"]},
         "telemetry": {"exporter": {"type": "memory"}, "propagators": ["tracecontext", "b3"]},
+        "httpCache": {},
         "applications": [
             _caller("caller", isolation="subinterpreter"),
             _caller("callproc", isolation="process"),
@@ -330,6 +333,31 @@ def test_an_external_call_gives_a_span_a_metric_sample_and_a_debug_line(rt, upst
     wait_for(lambda: any(
         r.get("outbound", {}).get("url") == f"{upstream.url}/echo?observe={client}"
         and r.get("reqId") for r in rt.logs(app="caller", level="debug")))
+
+
+# -- external calls cached ------------------------------------------------------------------
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_cacheable_external_get_is_answered_from_the_cache_the_second_time(rt, upstream,
+                                                                         client):
+    url = f"{upstream.url}/cacheable/{client}"
+    first = call(rt, client, url)
+    assert first["status"] == 200 and upstream.hits(f"/cacheable/{client}") == 1, first
+    second = call(rt, client, url)
+    assert second.get("error") is None, second
+    assert (second["status"], second["body"]) == (200, first["body"])
+    assert upstream.hits(f"/cacheable/{client}") == 1  # the store answered
+    # The same invalidation as for mesh calls: the next GET goes out again.
+    rt.inject("caller", "GET", f"/invalidate?{urlencode({'url': url})}")
+    assert call(rt, client, url)["status"] == 200
+    assert upstream.hits(f"/cacheable/{client}") == 2
+
+
+def test_uncacheable_answers_and_other_methods_always_go_out(rt, upstream):
+    before = upstream.hits("/echo")
+    for _ in range(2):
+        call(rt, "httpx", f"{upstream.url}/echo?uncached=1")  # no freshness, no validator
+        call(rt, "requests", f"{upstream.url}/cacheable/post", method="POST")
+    assert upstream.hits("/echo") == before + 2 and upstream.hits("/cacheable/post") == 2
 
 
 # -- proxies -------------------------------------------------------------------------------------

@@ -38,6 +38,13 @@ Interceptors = Annotated[
 ]
 
 
+def outbound_cache_spec(http_cache) -> dict | None:
+    """What a worker needs to use ``httpCache`` for its external GETs, or None."""
+    if http_cache is None or not http_cache.enabled:
+        return None
+    return {"max_entry_size": http_cache.max_entry_size}
+
+
 def interceptors_spec(runtime_wide: list, own: list | None) -> list[list]:
     """``[[use, options], ...]`` for a worker: the runtime-wide hooks, then the
     application's own."""

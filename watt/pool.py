@@ -14,7 +14,7 @@ from loguru import logger
 from .capability import Capability
 from .channel.protocol import CACHE, HEALTH, LOG, METRICS, SPANS, UNLINKED
 from .config import ApplicationConfig
-from .config_outbound import interceptors_spec
+from .config_outbound import interceptors_spec, outbound_cache_spec
 from .config_workers import WorkersConfig
 from .errors import WattError
 from .isolation import WorkerHandle, WorkerStartError, create_worker
@@ -88,6 +88,7 @@ class AppPool:
             "checks": {"ready": self.app.health.ready, "live": self.app.health.live},
             "interceptors": interceptors_spec(self.runtime.config.mesh.interceptors,
                                               self.app.interceptors),
+            "http_cache": outbound_cache_spec(self.runtime.config.config.http_cache),
         }
 
     def _observe_spec(self) -> dict:

@@ -135,7 +135,8 @@ async def _run(spec, channel, transport, server, links, stop, selector) -> None:
 
     try:
         # Before the application: its imports may already call out.
-        outbound.install(spec.get("interceptors"), server.observer, spec["app_id"])
+        outbound.install(spec.get("interceptors"), server.observer, spec["app_id"],
+                         spec.get("http_cache"))
         app = _load(spec)
         checks = _checks(spec)
     except BaseException as exc:  # noqa: BLE001 - every failure is reported, then we end

@@ -295,7 +295,7 @@ def _patch_session(aiohttp, has_stream_writer: bool) -> None:
                 async with asyncio.timeout(r.timeout):
                     response = await handler(req)
             return out.Response(response.status, response.headers.items(), None,
-                                native=response, discard=response.close)
+                                native=response, discard=response.close, read=response.read)
 
         async def build(response: out.Response):
             conn = MeshConnection(aiohttp, req)

@@ -139,10 +139,12 @@ def patch(httpx) -> None:
                               extensions={"http_version": b"HTTP/1.1"})
 
     def wrap(response) -> out.Response:
-        close = response.aclose if isinstance(response.stream, httpx.AsyncByteStream) \
-            else response.close
+        if isinstance(response.stream, httpx.AsyncByteStream):
+            close, read = response.aclose, response.aread
+        else:
+            close, read = response.close, response.read
         return out.Response(response.status_code, response.headers.multi_items(), None,
-                            native=response, discard=close)
+                            native=response, discard=close, read=read)
 
     async def via_pipeline_async(transport, request, mesh: bool):
         async def send(req):

@@ -222,7 +222,7 @@ def _via_pipeline(handler, req, original, URLError):
             req.timeout = r.timeout
         response = mesh_open(req, URLError) if r.mesh else original(handler, req)
         return out.Response(response.status, response.headers.items(), None, native=response,
-                            discard=response.close)
+                            discard=response.close, read=response.read)
 
     def build(response: out.Response) -> MeshResponse:
         message = http.client.HTTPMessage()

@@ -183,7 +183,7 @@ def _patch_urlopen(urllib3, pool_class, target) -> None:
                 response.release_conn()
 
             return out.Response(response.status, response.headers.items(), None,
-                                native=response, discard=discard)
+                                native=response, discard=discard, read=lambda: response.data)
 
         def build(response: out.Response):
             headers = urllib3.HTTPHeaderDict()

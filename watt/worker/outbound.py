@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -41,6 +42,10 @@ from watt.channel import protocol as p
 _hooks: tuple = ()  # ((name, hook), ...), outermost first
 _observer = None  # observe.Observer of this worker
 _app_id: str | None = None
+#: ``{"max_entry_size": N}`` when the runtime has ``httpCache``: external GETs use it.
+_cache: dict | None = None
+#: Statuses RFC 9111 lets a cache store without explicit freshness (and 308, 204...).
+_CACHEABLE = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
 
 
 class InterceptorError(Exception):
@@ -198,15 +203,23 @@ class Response:
     sending, or replaces the one received.
     """
 
-    __slots__ = ("_discard", "body", "headers", "native", "status")
+    __slots__ = ("_discard", "_read", "body", "headers", "native", "status")
 
     def __init__(self, status: int, headers=(), body: bytes | None = b"", *, native=None,
-                 discard=None) -> None:
+                 discard=None, read=None) -> None:
         self.status = int(status)
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.body = body
         self.native = native
         self._discard = discard
+        self._read = read
+
+    async def read(self) -> bytes:
+        """The whole body (the client's own response is read, and decoded, by it)."""
+        if self.body is None and self._read is not None:
+            body = self._read()
+            self.body = bytes(await body if inspect.isawaitable(body) else body)
+        return self.body or b""
 
     async def discard(self) -> None:
         if self._discard is not None:
@@ -219,10 +232,11 @@ class Response:
 
 
 # -- set-up ------------------------------------------------------------------------------
-def install(entries, observer=None, app_id: str | None = None) -> None:
-    """Load the interceptors (``[[module:callable, options], ...]``) of this worker."""
-    global _hooks, _observer, _app_id
-    _observer, _app_id = observer, app_id
+def install(entries, observer=None, app_id: str | None = None, cache: dict | None = None) -> None:
+    """Load the interceptors (``[[module:callable, options], ...]``) of this worker;
+    ``cache``: the runtime's ``httpCache`` applies to external GETs."""
+    global _hooks, _observer, _app_id, _cache
+    _observer, _app_id, _cache = observer, app_id, cache
     _hooks = tuple(_load(use, options or {}) for use, options in entries or ())
 
 
@@ -260,14 +274,15 @@ def intercepting() -> bool:
 def wanted(host: str | None) -> bool:
     """Whether a call to ``host`` goes through the pipeline: every call when there
     are interceptors, else only external calls inside a worker (to observe them)."""
-    return bool(_hooks) or (_observer is not None and p.mesh_app_id(host) is None)
+    return bool(_hooks) or ((_observer is not None or _cache is not None)
+                            and p.mesh_app_id(host) is None)
 
 
 # -- running -----------------------------------------------------------------------------
 async def call_async(request: Request, send, build):
     """Run ``request`` through the interceptors; ``send(request)`` is awaited and
     returns a :class:`Response`; the result is the client's own response."""
-    if not _hooks:  # nothing to run around the send: no coroutine chain
+    if not _hooks and _cache is None:  # nothing to run around the send: no coroutine chain
         record = _begin(request)
         try:
             response = await send(request)
@@ -290,7 +305,7 @@ async def call_async(request: Request, send, build):
 
 def call_sync(request: Request, send, build):
     """:func:`call_async` for a synchronous client, on its own thread."""
-    if not _hooks:
+    if not _hooks and _cache is None:
         record = _begin(request)
         try:
             response = send(request)
@@ -320,17 +335,9 @@ def call_sync(request: Request, send, build):
 
 async def _next(request: Request, send, index: int) -> Response:
     if index == len(_hooks):
-        record = _begin(request)
-        try:
-            response = await send(request) if request.is_async else send(request)
-        except Exception as exc:
-            _failed(record, exc)
-            raise SendError(exc) from exc
-        except BaseException as exc:  # cancelled: recorded, passed on as it is
-            _failed(record, exc)
-            raise
-        _end(record, response)
-        return response
+        if _cache is not None and _cache_applies(request):
+            return await _through_cache(request, send)
+        return await _send(request, send)
     name, hook = _hooks[index]
 
     def call_next(req: Request | None = None):  # the inner coroutine itself: awaited once
@@ -353,6 +360,64 @@ async def _next(request: Request, send, index: int) -> Response:
         raise InterceptorError("WATT_INTERCEPTOR_FAILED", f"interceptor {name!r} returned "
                                f"{type(response).__name__}, not a Response", name)
     return response
+
+
+async def _send(request: Request, send) -> Response:
+    record = _begin(request)
+    try:
+        response = await send(request) if request.is_async else send(request)
+    except Exception as exc:
+        _failed(record, exc)
+        raise SendError(exc) from exc
+    except BaseException as exc:  # cancelled: recorded, passed on as it is
+        _failed(record, exc)
+        raise
+    _end(record, response)
+    return response
+
+
+# -- the runtime's HTTP cache, for external GETs ------------------------------------------
+def _cache_applies(request: Request) -> bool:
+    from . import mesh_client as mc
+
+    return (request.method in ("GET", "HEAD") and not request.body and not request.mesh
+            and (request.is_async or threading.get_ident() != mc._loop_thread))
+
+
+async def _through_cache(request: Request, send) -> Response:
+    """A fresh stored answer, else the send; a complete cacheable answer is offered to
+    the store (``watt.cache``: the same store, rules and invalidation as mesh calls)."""
+    import watt.cache
+
+    from . import mesh_client as mc
+
+    headers = request.headers.items()
+    if request.is_async:
+        hit = await watt.cache.lookup(request.method, request.url, headers)
+    else:
+        hit = mc.run_sync(watt.cache.lookup, request.method, request.url, headers)
+    if hit is not None:
+        status, pairs, body = hit
+        return Response(status, pairs, body)
+    response = await _send(request, send)
+    if request.method != "GET" or not _storable(response):
+        return response
+    body = await response.read()
+    await response.discard()
+    watt.cache.store(request.method, request.url, headers, response.status,
+                     response.headers.items(), body)
+    return Response(response.status, response.headers, body)
+
+
+def _storable(response: Response) -> bool:
+    """Worth reading whole to offer to the store (the main side decides the rest)."""
+    headers = response.headers
+    length = headers.get("content-length")
+    control = (headers.get("cache-control") or "").lower()
+    return (response.status in _CACHEABLE and headers.get("content-encoding") is None
+            and length is not None and length.isdigit()
+            and int(length) <= _cache["max_entry_size"]
+            and "no-store" not in control and "private" not in control)
 
 
 def _begin(request: Request):

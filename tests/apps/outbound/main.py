@@ -3,7 +3,8 @@
 ``/call?client=C&url=U[&method=M][&timeout=S][&h=name:value...]`` answers what the
 client got: status, body, a few headers, or the error (type names, message,
 ``code`` of a WATT error).  ``/echo`` answers the headers it received,
-``/seen`` what the ``hooks:record`` interceptor saw.
+``/seen`` what the ``hooks:record`` interceptor saw, ``/invalidate?url=U``
+drops a URL from the runtime's HTTP cache.
 """
 
 import asyncio
@@ -121,6 +122,11 @@ async def app(scope, receive, send):
     q = parse_qs(scope["query_string"].decode())
     if scope["path"] == "/call":
         return await _json(send, await call(q))
+    if scope["path"] == "/invalidate":
+        import watt.cache
+
+        watt.cache.invalidate(keys=q["url"])
+        return await _json(send, {"invalidated": q["url"]})
     if scope["path"] == "/seen":
         seen = list(hooks.SEEN)
         hooks.SEEN.clear()
