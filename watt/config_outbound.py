@@ -42,7 +42,7 @@ def outbound_cache_spec(http_cache) -> dict | None:
     """What a worker needs to use ``httpCache`` for its external GETs, or None."""
     if http_cache is None or not http_cache.enabled:
         return None
-    return {"max_entry_size": http_cache.max_entry_size}
+    return {"max_entry_size": http_cache.max_entry_size, "default_ttl": http_cache.default_ttl}
 
 
 def interceptors_spec(runtime_wide: list, own: list | None) -> list[list]:

@@ -42,7 +42,8 @@ from watt.channel import protocol as p
 _hooks: tuple = ()  # ((name, hook), ...), outermost first
 _observer = None  # observe.Observer of this worker
 _app_id: str | None = None
-#: ``{"max_entry_size": N}`` when the runtime has ``httpCache``: external GETs use it.
+#: ``{"max_entry_size": N, "default_ttl": S}`` when the runtime has ``httpCache``:
+#: external GETs use it.
 _cache: dict | None = None
 #: Statuses RFC 9111 lets a cache store without explicit freshness (and 308, 204...).
 _CACHEABLE = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
@@ -414,10 +415,14 @@ def _storable(response: Response) -> bool:
     headers = response.headers
     length = headers.get("content-length")
     control = (headers.get("cache-control") or "").lower()
-    return (response.status in _CACHEABLE and headers.get("content-encoding") is None
-            and length is not None and length.isdigit()
-            and int(length) <= _cache["max_entry_size"]
-            and "no-store" not in control and "private" not in control)
+    if (response.status not in _CACHEABLE or headers.get("content-encoding") is not None
+            or length is None or not length.isdigit() or int(length) > _cache["max_entry_size"]
+            or "no-store" in control or "private" in control):
+        return False
+    # Something the store can keep it by: freshness, a validator, or httpCache.defaultTTL.
+    return bool("max-age" in control or "public" in control or headers.get("expires")
+                or headers.get("etag") or headers.get("last-modified")
+                or _cache.get("default_ttl"))
 
 
 def _begin(request: Request):
