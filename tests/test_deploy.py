@@ -292,13 +292,30 @@ def test_a_missing_non_secret_variable_is_a_config_error(tmp_path: Path) -> None
     assert caught.value.code == "WATT_CONFIG_MISSING_ENV" and "REGION" in str(caught.value)
 
 
-def test_example_project_builds(tmp_path: Path) -> None:
-    """The hello example (no lock files) still gives a valid context and manifests."""
-    shutil.copytree(ROOT / "examples" / "hello", tmp_path / "hello")
+def test_the_example_stack_builds_with_its_applications_beside_it(tmp_path: Path) -> None:
+    """examples/stack takes applications from sibling examples (`../django/greeter`):
+    the image holds them where they stand, and the config beside its original."""
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
     result = _watt("build", "--container", "--k8s", "--out", str(tmp_path / "out"),
-                   cwd=tmp_path / "hello")
+                   cwd=tmp_path / "examples" / "stack")
     assert result.returncode == 0, result.stderr
-    assert "no requirements.txt" in result.stderr
     for obj in _manifests(tmp_path / "out" / "k8s").values():
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
-    assert (tmp_path / "out" / "container" / "Dockerfile").is_file()
+    context = tmp_path / "out" / "container"
+    steps = _instructions((context / "Dockerfile").read_text())
+    command = json.loads(next(args for kind, args in steps if kind == "CMD"))
+    # The environment the image gives: its ENV defaults (the .env file stays out).
+    image_env = dict(shlex.split(args)[0].split("=", 1) for kind, args in steps
+                     if kind == "ENV" and "=" in args and " " not in args)
+    assert command[-1] == "/app/stack/watt.deploy.json"
+    assert (context / "app" / "stack" / "watt.deploy.json").is_file()
+    assert (context / "app" / "django" / "greeter").is_dir()
+    assert not (context / "app" / "hello").exists()  # only what the config uses
+    from watt.config import load_config
+
+    assert "PLT_SERVER_PORT" in image_env
+    loaded = load_config(context / "app" / "stack" / "watt.deploy.json", env=image_env)
+    assert all(Path(app.path).is_dir() for app in loaded.applications)
+    deployment = yaml.safe_load((tmp_path / "out" / "k8s" / "deployment.yaml").read_text())
+    (mount,) = deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert mount["mountPath"] == command[-1]

@@ -81,8 +81,22 @@ def load_for_build(source: str | os.PathLike) -> BuildInput:
 
 
 def project_root(loaded: LoadedConfig) -> Path:
-    """The config file's folder: what the image holds at /app."""
+    """The config file's folder."""
     return Path(loaded.file).parent if loaded.file else Path(loaded.base_dir)
+
+
+def image_root(loaded: LoadedConfig) -> Path:
+    """The folder /app stands for: the config's folder, or the nearest one that also
+    holds every application's (an application beside the project, ``../shared``)."""
+    folders = [str(project_root(loaded).resolve())] + \
+        [str(Path(a.path).resolve()) for a in loaded.applications]
+    return Path(os.path.commonpath(folders))
+
+
+def config_in_image(loaded: LoadedConfig) -> str:
+    """Where ``watt.deploy.json`` is inside the image (beside the original config)."""
+    relative = project_root(loaded).resolve().relative_to(image_root(loaded)).as_posix()
+    return "/app/" + (f"{relative}/" if relative != "." else "") + DEPLOY_CONFIG
 
 
 def deploy_config(loaded: LoadedConfig) -> dict:
@@ -209,15 +223,10 @@ def write_container(build: BuildInput, out: str | os.PathLike) -> list[str]:
     """Write the build context to ``out``; return the files written at its top."""
     loaded = build.loaded
     out = Path(out).resolve()
-    root = project_root(loaded).resolve()
+    root, base = project_root(loaded).resolve(), image_root(loaded)
     if out == root or root.is_relative_to(out):
         raise WattError(f"--out {out} would hold the project itself: choose a folder "
                         "inside or beside it", code="WATT_BUILD_OUT_INVALID")
-    for app in loaded.applications:
-        if not Path(app.path).resolve().is_relative_to(root):
-            raise WattError(f"application {app.id!r} lives at {app.path}, outside the "
-                            f"project folder {root}: the image holds only that folder",
-                            code="WATT_BUILD_OUTSIDE_PROJECT", app_id=app.id)
     if out.exists() and any(out.iterdir()):
         previous = out / "Dockerfile"
         if not (previous.is_file() and "`watt build --container`" in previous.read_text()):
@@ -225,8 +234,13 @@ def write_container(build: BuildInput, out: str | os.PathLike) -> list[str]:
                             "an empty or new folder", code="WATT_BUILD_OUT_INVALID")
         shutil.rmtree(out)  # an earlier build, replaced whole
     (out / "requirements").mkdir(parents=True)
-    _copy_tree(root, out / "app", skip=out)
-    (out / "app" / DEPLOY_CONFIG).write_text(json.dumps(deploy_config(loaded), indent=2) + "\n")
+    # The project folder, and each application folder outside it, where they stand
+    # relative to each other: the config's relative paths hold in the image.
+    for folder in [root] + [Path(a.path).resolve() for a in loaded.applications]:
+        if folder == root or not folder.is_relative_to(root):
+            _copy_tree(folder, out / "app" / folder.relative_to(base), skip=out)
+    (out / "app" / root.relative_to(base) / DEPLOY_CONFIG).write_text(
+        json.dumps(deploy_config(loaded), indent=2) + "\n")
     installs = []
     for name, app_dir in [("project", root)] + [(a.id, Path(a.path)) for a in
                                                  loaded.applications]:
@@ -285,7 +299,7 @@ EXPOSE {port} {probes.port}
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \\
   CMD ["python", "-c", {json.dumps(check)}]
 STOPSIGNAL SIGTERM
-CMD ["watt", "start", "-c", "/app/{DEPLOY_CONFIG}"]
+CMD ["watt", "start", "-c", "{config_in_image(loaded)}"]
 """
 
 

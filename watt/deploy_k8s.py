@@ -23,7 +23,15 @@ import math
 import os
 from pathlib import Path
 
-from .deploy import DEPLOY_CONFIG, USER_ID, BuildInput, deploy_config, image_name, object_name
+from .deploy import (
+    DEPLOY_CONFIG,
+    USER_ID,
+    BuildInput,
+    config_in_image,
+    deploy_config,
+    image_name,
+    object_name,
+)
 from .errors import WattError
 
 #: The preStop wait when ``deploy.drainDelay`` is shorter: endpoint removal
@@ -78,7 +86,7 @@ def manifests(build: BuildInput) -> dict[str, dict]:
                        **({"cpu": resources.cpu_limit} if resources.cpu_limit else {})}},
         "securityContext": {"allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "config", "mountPath": f"/app/{DEPLOY_CONFIG}",
+        "volumeMounts": [{"name": "config", "mountPath": config_in_image(loaded),
                           "subPath": DEPLOY_CONFIG, "readOnly": True}],
     }
     if not env:

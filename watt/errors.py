@@ -84,7 +84,6 @@ CODES: dict[str, str] = {
     "WATT_BODY_TOO_LARGE": "A request body is larger than `limits.maxBodySize` (413).",
     "WATT_BUILD_LOCK_INVALID": "An application's lock or pyproject.toml cannot be read.",
     "WATT_BUILD_MISSING_DEPENDENCY": "`watt build --k8s` needs PyYAML (`watt[deploy]`).",
-    "WATT_BUILD_OUTSIDE_PROJECT": "An application lives outside the folder the image holds.",
     "WATT_BUILD_OUT_INVALID": (
         "`watt build --out` names the project, or a folder that holds no earlier build."
     ),
