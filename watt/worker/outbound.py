@@ -251,7 +251,7 @@ def _load(use: str, options: dict) -> tuple:
         obj = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
+    except Exception as exc:  # ImportError, AttributeError, or the module's own failure
         raise _invalid(use, f"cannot be loaded ({type(exc).__name__}: {exc})") from exc
     if isinstance(obj, type):  # a class: built once per worker with its options
         try:
