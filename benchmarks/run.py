@@ -31,8 +31,8 @@ from pathlib import Path
 
 import cache
 import cpu
-import edge_checks
 import edge
+import edge_checks
 import entrypoint
 import http2
 import memory

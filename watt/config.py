@@ -27,8 +27,8 @@ from dotenv import dotenv_values
 from watt.config_auth import AuthConfig, OpenApiSetting, ValidationSetting
 from watt.config_cache import HttpCacheConfig
 from watt.config_capabilities import CommandListen, GatewayConfig
-from watt.config_edge import AppCors, EdgeServerConfig
 from watt.config_deploy import DeployConfig
+from watt.config_edge import AppCors, EdgeServerConfig
 from watt.config_env import apply_overlay
 from watt.config_outbound import Interceptors
 from watt.config_telemetry import (
