@@ -10,13 +10,11 @@ into the file, because a config error the user cannot locate is a lost hour.
 from __future__ import annotations
 
 import argparse
-import bisect
 import difflib
 import json
 import os
 import re
 import sys
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,6 +28,7 @@ from watt.config_capabilities import CommandListen, GatewayConfig
 from watt.config_deploy import DeployConfig
 from watt.config_edge import AppCors, EdgeServerConfig
 from watt.config_env import apply_overlay
+from watt.config_files import find_file, join_path, read_file
 from watt.config_outbound import Interceptors
 from watt.config_telemetry import (
     AppLoggerConfig,
@@ -43,7 +42,6 @@ from watt.config_workers import APP_PATTERN, AppHealthConfig, WorkersConfig
 from watt.errors import ConfigError
 
 SCHEMA_ID = "urn:watt:config"
-CONFIG_FILES = ("watt.json", "watt.toml")
 ID_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\{(PLT_[A-Za-z0-9_]+)\}")
 
@@ -334,140 +332,23 @@ def load_config(
         raw = msgspec.to_builtins(source) if isinstance(source, Config) else dict(source)
         src, base_dir = _Source(), os.getcwd()
     elif isinstance(source, (str, os.PathLike)):
-        file = _find_file(Path(source))
-        raw, lines = _read(file)
+        file = find_file(Path(source))
+        raw, lines = read_file(file)
         src, base_dir = _Source(file, lines), os.path.dirname(file)
         if os.path.isfile(dotenv_file := os.path.join(base_dir, ".env")):
             values = dotenv_values(dotenv_file)
             environ = {**{k: v for k, v in values.items() if v is not None}, **environ}
-        raw, src = apply_overlay(raw, src, environment, environ, _read, _Source)
+        raw, src = apply_overlay(raw, src, environment, environ, read_file, _Source)
     else:
         raise TypeError(f"load_config() takes a path, a dict or a Config, not {type(source)!r}")
     config = _decode(_substitute(raw, "", environ, src), src)
     return _resolve(config, base_dir, src)
 
 
-def _find_file(path: Path) -> str:
-    found = [path / n for n in CONFIG_FILES if (path / n).is_file()] if path.is_dir() else [path]
-    if not found or not found[0].is_file():
-        what = f"no {' or '.join(CONFIG_FILES)} in folder" if path.is_dir() else "no such file"
-        raise ConfigError(f"{what} {path}", code="WATT_CONFIG_NOT_FOUND", file=str(path))
-    return os.path.abspath(found[0])
-
-
-def _read(file: str) -> tuple[Any, dict[str, int]]:
-    data = Path(file).read_bytes()
-    if file.endswith(".toml"):
-        try:
-            text = data.decode("utf-8")
-            return tomllib.loads(text), _toml_lines(text)
-        except UnicodeDecodeError as exc:
-            raise _syntax(file, data.count(b"\n", 0, exc.start) + 1, "not UTF-8") from None
-        except tomllib.TOMLDecodeError as exc:
-            found = re.search(r"line (\d+)", str(exc))
-            line = getattr(exc, "lineno", None) or (int(found[1]) if found else None)
-            raise _syntax(file, line, f"invalid TOML: {exc}") from None
-    if file.endswith(".json"):
-        try:
-            raw = msgspec.json.decode(data)
-        except msgspec.DecodeError as exc:
-            found = re.search(r"\(byte (\d+)\)", str(exc))
-            offset = int(found[1]) if found else len(data.rstrip())
-            raise _syntax(file, data.count(b"\n", 0, offset) + 1, f"invalid JSON: {exc}") from None
-        return raw, _json_lines(data.decode("utf-8", errors="replace"))
-    raise ConfigError("a configuration file ends in .json or .toml", file=file)
-
-
-def _syntax(file: str, line: int | None, message: str) -> ConfigError:
-    return ConfigError(message, code="WATT_CONFIG_SYNTAX", file=file, line=line)
-
-
-def _join(path: str, key: object) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def _json_lines(text: str) -> dict[str, int]:
-    """Line of every key path in already-validated JSON text."""
-    starts = [0] + [m.end() for m in re.finditer("\n", text)]
-    lines: dict[str, int] = {}
-
-    def ws(i: int) -> int:
-        while i < len(text) and text[i] in " \t\r\n":
-            i += 1
-        return i
-
-    def string_end(i: int) -> int:
-        i += 1
-        while text[i] != '"':
-            i += 2 if text[i] == "\\" else 1
-        return i + 1
-
-    def value(i: int, path: str) -> int:
-        i = ws(i)
-        if text[i] in "{[":
-            close, index = ("}" if text[i] == "{" else "]"), 0
-            i = ws(i + 1)
-            while text[i] != close:  # a member's line is its key's, an item's is its start
-                if close == "}":
-                    end = string_end(i)
-                    key = _join(path, json.loads(text[i:end]))
-                    lines.setdefault(key, bisect.bisect_right(starts, i))
-                    i = value(ws(end) + 1, key)
-                else:
-                    lines.setdefault(key := f"{path}[{index}]", bisect.bisect_right(starts, i))
-                    i, index = value(i, key), index + 1
-                i = ws(i)
-                i = ws(i + 1) if text[i] == "," else i
-            return i + 1
-        if text[i] == '"':
-            return string_end(i)
-        while i < len(text) and text[i] not in ",]} \t\r\n":
-            i += 1
-        return i
-
-    value(0, "")
-    return lines
-
-
-def _toml_lines(text: str) -> dict[str, int]:
-    """Line of every key path in TOML text: a heuristic over headers and ``key =``."""
-    lines: dict[str, int] = {}
-    tables: dict[str, int] = {}  # array-of-tables path -> count so far
-    prefix, in_string = "", False
-
-    def segments(dotted: str) -> list[str]:
-        return [s.strip().strip("\"'") for s in dotted.split(".")]
-
-    for number, line in enumerate(text.splitlines(), 1):
-        was_in_string = in_string
-        if (line.count('"""') + line.count("'''")) % 2:
-            in_string = not in_string
-        if was_in_string:
-            continue
-        header = re.match(r"\s*(\[\[?)\s*([\w\-.\"' $]+?)\s*\]\]?\s*(#.*)?$", line)
-        if header:
-            prefix, names = "", segments(header[2])
-            for i, name in enumerate(names):
-                prefix = _join(prefix, name)
-                if header[1] == "[[" and i == len(names) - 1:  # a new array-of-tables entry
-                    tables[prefix] = tables.get(prefix, 0) + 1
-                if prefix in tables:
-                    prefix = f"{prefix}[{tables[prefix] - 1}]"
-            lines.setdefault(prefix, number)
-            continue
-        assignment = re.match(r"\s*([A-Za-z0-9_\-.\"'$ ]+?)\s*=", line)
-        if assignment:
-            key = prefix
-            for seg in segments(assignment[1]):
-                key = _join(key, seg)
-                lines.setdefault(key, number)
-    return lines
-
-
 def _substitute(value: Any, path: str, environ: Mapping[str, str], src: _Source) -> Any:
     """Replace ``${X}``/``{PLT_X}`` in every string, before types are checked."""
     if isinstance(value, dict):
-        return {k: _substitute(v, _join(path, k), environ, src) for k, v in value.items()}
+        return {k: _substitute(v, join_path(path, k), environ, src) for k, v in value.items()}
     if isinstance(value, list):
         return [_substitute(v, f"{path}[{i}]", environ, src) for i, v in enumerate(value)]
     if not isinstance(value, str):
@@ -508,15 +389,15 @@ def _validation_error(text: str, raw: Any, src: _Source) -> ConfigError:
         mapping = _value_at(raw, path)
         items = mapping.items() if isinstance(mapping, dict) else ()
         bad = [k for k, v in items if not isinstance(v, str)]
-        path = _join(path, bad[0]) if bad else path
+        path = join_path(path, bad[0]) if bad else path
     if unknown := re.fullmatch(r"Object contains unknown field `(.*)`", what):
-        key, known = _join(path, unknown[1]), _known_keys(path)
+        key, known = join_path(path, unknown[1]), _known_keys(path)
         close = difflib.get_close_matches(unknown[1], known, n=1)
         return src.error("WATT_CONFIG_UNKNOWN_KEY", key, f"unknown key `{key}`"
                          + (f"; did you mean `{close[0]}`?" if close else "")
                          + (f" (valid keys here: {', '.join(known)})" if known else ""))
     if missing := re.fullmatch(r"Object missing required field `(.*)`", what):
-        key = _join(path, missing[1])
+        key = join_path(path, missing[1])
         return src.error("WATT_CONFIG_MISSING_KEY", key, f"missing required key `{key}`")
     if not path:
         return src.error("WATT_CONFIG_INVALID_TYPE", None, f"the configuration must be an "

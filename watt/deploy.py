@@ -29,7 +29,8 @@ import msgspec
 from dotenv import dotenv_values
 
 from . import __version__
-from .config import _PLACEHOLDER, LoadedConfig, _find_file, _read, load_config
+from .config import _PLACEHOLDER, LoadedConfig, load_config
+from .config_files import find_file, read_file
 from .errors import WattError
 from .management.endpoints import SECRET_NAME
 
@@ -57,7 +58,7 @@ def load_for_build(source: str | os.PathLike) -> BuildInput:
     """Load and validate the config as ``watt start`` would, except that a secret's
     placeholder (``${DB_PASSWORD}``, names as ``watt env`` masks them) need not be
     set: its value belongs to the running platform, never to an image or manifest."""
-    file = _find_file(Path(source))
+    file = find_file(Path(source))
     names: set[str] = set()
 
     def collect(value) -> None:
@@ -69,7 +70,7 @@ def load_for_build(source: str | os.PathLike) -> BuildInput:
         elif isinstance(value, str):
             names.update(m[1] or m[2] for m in _PLACEHOLDER.finditer(value))
 
-    collect(_read(file)[0])
+    collect(read_file(file)[0])
     dotenv = Path(file).parent / ".env"
     environ = {k: v for k, v in dotenv_values(dotenv).items() if v is not None} \
         if dotenv.is_file() else {}
@@ -104,7 +105,7 @@ def deploy_config(loaded: LoadedConfig) -> dict:
     kept (the container's environment fills them at start, secrets included), with
     only what a container needs changed: every address bound on 0.0.0.0 and the
     /ready, /live server on, so the platform can probe it."""
-    raw = _read(_find_file(Path(loaded.file)))[0] if loaded.file else \
+    raw = read_file(find_file(Path(loaded.file)))[0] if loaded.file else \
         msgspec.to_builtins(loaded.config)
     raw = dict(raw)
     raw.pop("$schema", None)
