@@ -10,7 +10,7 @@ import os
 
 import httpx
 import pytest
-from support import APPS, app_config
+from support import APPS, app_config, wait_for
 
 from watt.edge.info import EdgeInfo
 from watt.edge.openapi_spec import SpecError, compile_spec
@@ -230,3 +230,27 @@ def test_object_parameters_spread_over_keys_are_left_to_the_application():
                                           "style": "deepObject",
                                           "schema": {"type": "object"}})}))
     assert spec.find("GET", "/o")[0].check({}, b"filter[name]=x", []) == []
+
+
+def test_the_document_is_fetched_again_when_the_application_restarts(tmp_path):
+    """A restart (as `watt restart` and `watt dev` do it) brings a new document: the edge
+    checks against it; when the restarted app publishes none, the old one stays."""
+    version = tmp_path / "version"
+    version.write_text("int")
+    config = {"applications": [app_config("versions", "edge_fastapi_versions",
+                                          env={"DOC_VERSION_FILE": str(version)})]}
+    with RuntimeHandle(config) as rt, httpx.Client(base_url=rt.url, timeout=30) as client:
+        assert violations(client.get("/items/seven"))[0]["name"] == "item_id"
+        version.write_text("str")
+        rt._call(rt.runtime.restart("versions"))
+        wait_for(lambda: client.get("/items/seven").status_code == 200)
+        assert client.get("/items/seven").json() == {"item_id": "seven", "version": "str"}
+
+        version.write_text("none")  # the re-fetch fails: the "str" document stays
+        rt._call(rt.runtime.restart("versions"))
+        wait_for(lambda: any("could not be fetched again" in r["msg"]
+                             for r in rt.logs(app="versions")))
+        assert client.get("/items/seven").json()["version"] == "none"
+        version.write_text("int")
+        rt._call(rt.runtime.restart("versions"))
+        wait_for(lambda: client.get("/items/seven").status_code == 400)

@@ -60,6 +60,9 @@ class AppPool:
                                  checks=workers.scale_checks)
         self.initial_workers = self.scaler.minimum if self.scaler else (workers or 1)
         self._busy = False  # a scale step or a rolling restart is under way
+        #: called with the application's id when replaced workers are ready (rolling
+        #: restart, `watt dev` reload, crash or health restart): the edge re-reads OpenAPI
+        self.ready_hooks: list = []
 
     @property
     def id(self) -> str:
@@ -184,6 +187,7 @@ class AppPool:
             return
         await self._hand_over(old, new, 1.0)
         logger.bind(app=self.id).info(f"worker {new.name} restarted ({new.kind})")
+        self._ready_again()
 
     async def _hand_over(self, old: WorkerHandle, new: WorkerHandle, timeout: float) -> None:
         """``new`` (ready) takes ``old``'s place; then ``old`` drains and stops."""
@@ -290,6 +294,7 @@ class AppPool:
             return
         # A blocked loop never drains: give it a short grace, then force it.
         await self._hand_over(old, new, 1.0)
+        self._ready_again()
 
     async def restart(self, timeout: float) -> None:
         """Rolling restart: for each worker, a new one starts and is ready before the
@@ -303,6 +308,15 @@ class AppPool:
         finally:
             self._busy = False
         logger.bind(app=self.id).info(f"application {self.id!r} restarted")
+        self._ready_again()
+
+    def _ready_again(self) -> None:
+        """Replaced workers are ready: tell the ``ready_hooks``."""
+        for hook in self.ready_hooks:
+            try:
+                hook(self.id)
+            except Exception:
+                logger.bind(app=self.id).exception("an application-ready hook failed")
 
     def info(self) -> dict:
         """Each worker's ``serving`` is false unless it is ready and its readiness check

@@ -6,12 +6,12 @@ applications its routes reach (the path checked is the one the application
 sees, prefix cut off).  Where the document comes from is ``applications[].openapi``:
 ``true`` (default) fetches FastAPI's ``/openapi.json`` or Litestar's
 ``/schema/openapi.json`` from the application itself, through its channel, once it
-is ready (other kinds publish none by default, so they cost nothing: name the
-path for them); a path (``/...``) fetches that one; a file name is
-read from the application's folder at start (a bad file fails the start with
-``WATT_OPENAPI_INVALID``); ``false`` means none.  ``validation: false`` turns
-the checks off for one application.  An application that publishes nothing is
-not checked.
+is ready and again whenever its workers are replaced (other kinds publish none
+by default, so they cost nothing: name the path for them); a path (``/...``)
+fetches that one; a file name is read from the application's folder at start (a
+bad file fails the start with ``WATT_OPENAPI_INVALID``); ``false`` means none.
+``validation: false`` turns the checks off for one application.  An application
+that publishes nothing is not checked.
 
 Each document is compiled once (:mod:`watt.edge.openapi_spec`); per request the
 stage finds the operation, checks path parameters, query and headers in
@@ -95,37 +95,83 @@ class ValidationStage(Stage):
         self.info = info
         self.specs = specs  # app id -> Spec
         self.fetch = fetch  # app id -> paths to try, loaded by load()
+        self.sources = dict(fetch)  # the same, kept: fetched again when an app restarts
         self._loading: asyncio.Task | None = None
+        self._refreshing: dict[str, asyncio.Task] = {}
+        pools = getattr(getattr(info, "runtime", None), "pools", {})
+        for app_id in fetch:  # a restarted application may publish a new document
+            if app_id in pools:
+                pools[app_id].ready_hooks.append(self.app_ready)
         if fetch:
             try:
                 self._loading = asyncio.get_running_loop().create_task(self.load())
             except RuntimeError:  # no loop yet: the first request loads
                 pass
 
-    async def load(self) -> None:
-        """Fetch and compile the documents the applications publish (once)."""
+    async def _fetch(self, app_id: str, paths) -> tuple:
+        """``(Spec, path)`` from the first path that answers a document, else
+        ``(None, why)``; ``why`` is None when the application simply publishes none."""
         from watt.edge.openapi_spec import SpecError, compile_spec
 
+        why = None
+        for path in paths:
+            try:
+                document = await fetch_document(self.info.runtime, app_id, path)
+            except Exception as exc:  # an app that cannot answer: not validated
+                why = f"{path}: {exc}"
+                continue
+            if document is None:
+                continue
+            try:
+                return compile_spec(document), path
+            except SpecError as exc:
+                return None, f"the OpenAPI document at {path} cannot be used: {exc}"
+        return None, why
+
+    async def load(self) -> None:
+        """Fetch and compile the documents the applications publish (at start)."""
         for app_id, paths in self.fetch.items():
-            for path in paths:
-                try:
-                    document = await fetch_document(self.info.runtime, app_id, path)
-                except Exception as exc:  # an app that cannot answer: not validated
-                    logger.warning(f"validation: {app_id} {path}: {exc}")
-                    document = None
-                if document is None:
-                    continue
-                try:
-                    self.specs[app_id] = compile_spec(document)
-                except SpecError as exc:
-                    logger.bind(app=app_id).warning(
-                        f"validation: the OpenAPI document at {path} cannot be used, "
-                        f"requests to {app_id!r} are not validated: {exc}")
-                    break
-                logger.bind(app=app_id).info(f"validation: requests to {app_id!r} are "
-                                             f"checked against its {path}")
-                break
+            spec, found = await self._fetch(app_id, paths)
+            log = logger.bind(app=app_id)
+            if spec is not None:
+                self.specs[app_id] = spec
+                log.info(f"validation: requests to {app_id!r} are checked against its {found}")
+            elif found is not None:
+                log.warning(f"validation: {found}; requests to {app_id!r} are not validated")
         self.fetch = {}
+
+    def app_ready(self, app_id: str) -> None:
+        """The runtime replaced ``app_id``'s workers (restart, ``watt dev`` reload,
+        crash): fetch its document again, on a task; the newest fetch wins."""
+        if app_id not in self.sources or self.fetch:
+            return
+        previous = self._refreshing.get(app_id)
+        if previous is not None:
+            previous.cancel()
+        task = asyncio.get_running_loop().create_task(self.refresh(app_id))
+        self._refreshing[app_id] = task
+
+        def done(finished: asyncio.Task) -> None:
+            if self._refreshing.get(app_id) is finished:
+                del self._refreshing[app_id]
+
+        task.add_done_callback(done)
+
+    async def refresh(self, app_id: str) -> None:
+        """Fetch and compile ``app_id``'s document again and swap it in (one dict
+        assignment: a request sees the old or the new one whole); when that fails
+        the old one stays in use and a warning names the application."""
+        spec, found = await self._fetch(app_id, self.sources[app_id])
+        log = logger.bind(app=app_id)
+        if spec is None:
+            kept = "the previous document" if app_id in self.specs else "no document"
+            log.warning(f"validation: {app_id!r} restarted but its OpenAPI document could not "
+                        f"be fetched again ({found or 'none published'}); requests to it are "
+                        f"checked against {kept}")
+            return
+        self.specs[app_id] = spec
+        log.info(f"validation: {app_id!r} restarted; requests to it are checked against "
+                 f"its {found} as it is now")
 
     def _operation(self, req: EdgeRequest):
         spec = self.specs.get(req.app)
