@@ -572,7 +572,7 @@ def test_schema_shape() -> None:
                                          "autoload", "mesh", "restartOnError",
                                          "gracefulShutdown", "limits", "managementApi",
                                          "workers", "metrics", "health", "logger", "telemetry",
-                                         "deploy", "auth", "httpCache"}
+                                         "deploy", "auth", "httpCache", "dashboard"}
     assert schema["$defs"]["MeshConfig"]["properties"]["timeout"]["exclusiveMinimum"] == 0
     app = schema["$defs"]["ApplicationConfig"]
     assert app["required"] == ["id", "path"]

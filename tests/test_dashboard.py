@@ -70,11 +70,12 @@ def runtime(tmp_path_factory):
             shutil.rmtree(xdg, ignore_errors=True)
 
 
-def _mesh_calls(url: str, count: int, request_id: str | None = None) -> None:
+def _mesh_calls(url: str, count: int, request_id: str | None = None,
+                target: str = "api.plt.local") -> None:
     headers = {"x-request-id": request_id} if request_id else {}
     with httpx.Client(timeout=30) as client:
         for _ in range(count):
-            reply = client.get(url + "/mesh", params={"target": "api.plt.local"},
+            reply = client.get(url + "/mesh", params={"target": target},
                                headers=headers)
             assert reply.status_code == 200 and reply.json()["status"] == 200
 
@@ -333,3 +334,70 @@ def test_admin_again_prints_the_same_url_then_stop_closes_the_listener(runtime):
     with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket)), base_url="http://watt",
                       timeout=30) as unix:
         assert unix.get("/api/v1/dashboard").json() == {"enabled": False, "url": None}
+
+
+# -- started by the config ---------------------------------------------------------------
+def test_the_config_starts_it_and_traces_without_telemetry(tmp_path):
+    """``dashboard`` in the config, no ``telemetry``: the link printed at start works and
+    the traces view fills, from the dashboard's own memory only (no other exporter)."""
+    xdg = Path(tempfile.mkdtemp(prefix="wc-", dir="/tmp"))
+    xdg.chmod(0o700)
+    config = tmp_path / "watt.json"
+    config.write_text(json.dumps({"server": {"port": 0}, "entrypoint": "web",
+                                  "dashboard": {"hostname": "127.0.0.1", "sampleRatio": 1},
+                                  "applications": [app_config("web")]}))
+    proc = WattProcess("-c", str(config), env={"XDG_RUNTIME_DIR": str(xdg)})
+    try:
+        url = proc.wait_url()
+        wait_for(lambda: any(line.startswith("Dashboard at ") for line in proc.stdout))
+        link = next(line for line in proc.stdout if line.startswith("Dashboard at "))
+        link = link.removeprefix("Dashboard at ").strip()
+        base, _, token = link.partition("/?token=")
+        with httpx.Client(base_url=base, timeout=30,
+                          headers={"authorization": f"Bearer {token}"}) as api:
+            assert api.get("/api/v1/dashboard").json() == {"enabled": True, "url": link}
+            assert api.get("/api/v1/traces").json() == {"enabled": True, "traces": []}
+            _mesh_calls(url, 1, target="web.plt.local")
+
+            def mesh_trace():
+                traces = api.get("/api/v1/traces").json()["traces"]
+                return next((t for t in traces if len(t["spans"]) == 3), None)
+
+            wait_for(lambda: mesh_trace() is not None, timeout=10)
+            names = [(s["name"], s["kind"]) for s in mesh_trace()["spans"]]
+            assert names == [("GET /mesh", "SERVER"), ("GET web", "CLIENT"),
+                             ("GET /whoami", "SERVER")]
+    finally:
+        proc.proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        finally:
+            proc.kill()
+            shutil.rmtree(xdg, ignore_errors=True)
+
+
+def test_the_dashboard_key_is_checked_and_traces_only_without_telemetry():
+    from watt.config import load_config
+    from watt.config_dashboard import dashboard_settings, dashboard_telemetry
+    from watt.errors import ConfigError
+
+    def load(**extra):
+        return load_config({"entrypoint": "web", "applications": [app_config("web")], **extra})
+
+    assert dashboard_settings(load()) is None
+    on = dashboard_settings(load(dashboard=True))
+    assert (on.hostname, on.port, on.sample_ratio) == ("127.0.0.1", 0, 1.0)
+    tracing = dashboard_telemetry(dashboard_settings(load(dashboard={"sampleRatio": 0.25})),
+                                  None)
+    assert tracing.exporters() == [] and tracing.sample_ratio == 0.25
+    configured = load(dashboard=True, telemetry={"sampleRatio": 0.5})
+    assert dashboard_telemetry(dashboard_settings(configured), configured.telemetry) is \
+        configured.telemetry
+    for bad, key in (({"hostname": "example.com"}, "dashboard"), ({"port": 70000},
+                                                                   "dashboard.port")):
+        with pytest.raises(ConfigError) as info:
+            load(dashboard=bad)
+        assert info.value.key == key
+    with pytest.raises(ConfigError) as info:
+        dashboard_settings(load(dashboard=True, managementApi=False))
+    assert info.value.code == "WATT_CONFIG_INVALID" and "managementApi" in str(info.value)

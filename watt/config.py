@@ -25,6 +25,7 @@ from dotenv import dotenv_values
 from watt.config_auth import AuthConfig, OpenApiSetting, ValidationSetting
 from watt.config_cache import HttpCacheConfig
 from watt.config_capabilities import CommandListen, GatewayConfig
+from watt.config_dashboard import DashboardConfig
 from watt.config_deploy import DeployConfig
 from watt.config_edge import AppCors, EdgeServerConfig
 from watt.config_env import apply_overlay
@@ -266,6 +267,11 @@ class Config(_Section):
              "(used by `watt ps`, `watt applications`, `watt inject`, ...); an object "
              "serves it over TCP too, with a bearer token.")
     ] = True
+    dashboard: Annotated[
+        bool | DashboardConfig,
+        _doc("Start the admin dashboard (docs/dashboard.md) with the runtime and print its "
+             "URL: `true` for 127.0.0.1 and a free port, or `{hostname, port, sampleRatio}`.")
+    ] = False
     autoload: Annotated[
         AutoloadConfig | None, _doc("Load every sub-folder of a folder as an application.")
     ] = None

@@ -54,8 +54,11 @@ async def _serve(config, *, hostname: str | None, port: int | None,
     beside = None  # on_running's task (watt dev's file watcher), on this loop
     try:
         await runtime.start()
+        from .management.dashboard import dashboard_line  # loaded already by the API
+
         # One write: a log line from another thread cannot land inside the table.
-        sys.stdout.write(f"Watt is running at {runtime.url}\n{startup_table(runtime)}\n")
+        sys.stdout.write(f"Watt is running at {runtime.url}\n{dashboard_line(runtime)}"
+                         f"{startup_table(runtime)}\n")
         sys.stdout.flush()
         if on_running is not None:
             beside = loop.create_task(on_running(runtime))

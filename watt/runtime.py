@@ -22,20 +22,14 @@ from loguru import logger
 from .capability import Capability, discover
 from .channel.message import Response
 from .config import ApplicationConfig, Config, LoadedConfig, load_config
+from .config_dashboard import dashboard_settings, dashboard_telemetry
 from .edge.info import make_edge
 from .edge.tls import resolve as resolve_tls
 from .entrypoint import Forwarder, HypercornEngine, create_engine, forward
 from .errors import ConfigError, WattError
 from .isolation import WorkerHandle
 from .observability.logging import configure_logging, hub
-from .observability.metrics import (
-    MetricsApp,
-    MetricsCollector,
-    connection_families,
-    push_loop,
-    span_families,
-    transport_families,
-)
+from .observability.metrics import MetricsApp, MetricsCollector, push_loop
 from .observability.metrics_otlp import check_available, otlp_push_loop
 from .observability.tracing import SpanSink
 from .pool import AppPool
@@ -106,16 +100,18 @@ class Runtime:
         configure_logging(self._log_level, pretty=self._pretty, config=self.config.logger)
         self.metrics.labels = dict(self.config.metrics.labels)
         self.metrics.interval = self.config.metrics.collection_interval / 1000
-        self.metrics.sources = [self._connection_families, lambda: transport_families(
-            hub.transport_counts()) + span_families(self.tracing)]
-        telemetry = self.config.telemetry
+        self.metrics.sources = [self._connection_families, self._telemetry_families]
+        # A dashboard without `telemetry` still records spans, for its traces view only.
+        telemetry = self.config.telemetry = dashboard_telemetry(
+            dashboard_settings(self.config), self.config.telemetry)
         if telemetry is not None and telemetry.enabled:
             self.tracing = SpanSink(telemetry)
         self._start_cache()
         if self.config.metrics.otlp is not None:
             check_available()
         try:
-            pools = [self._make_pool(app) for app in self.config.applications]
+            capabilities = discover()  # once: each call reads every distribution's metadata
+            pools = [self._make_pool(app, capabilities) for app in self.config.applications]
             entry = self.config.entrypoint
             services = [pool for pool in pools if pool.id != entry]
             await self._start_pools(services)
@@ -163,6 +159,10 @@ class Runtime:
             self.management = ManagementServer(
                 self, tcp=None if isinstance(management, bool) else management)
             await self.management.start()
+        if (dashboard := dashboard_settings(self.config)) is not None:
+            from .management.dashboard import start_configured
+
+            await start_configured(self, dashboard)
         logger.info(f"entrypoint {entry!r} listening at {self.url} ({self._engine.name})")
         return self.url
 
@@ -189,6 +189,8 @@ class Runtime:
     def _connection_families(self) -> list:
         """Read at scrape time: the watt engine's open connections, or the requests and
         WebSockets in progress that the Forwarder counts for an ASGI engine."""
+        from .observability.metrics_families import connection_families
+
         engine = self._engine
         if engine is None:
             return []
@@ -196,8 +198,15 @@ class Runtime:
         return connection_families(engine.name, len(connections) if connections is not None
                                    else engine.app.active)
 
-    def _make_pool(self, app: ApplicationConfig) -> AppPool:
-        capability, options = resolve_capability(app, self.config)
+    def _telemetry_families(self) -> list:
+        """Read at scrape time: log lines and spans the transports dropped or failed."""
+        from .observability.metrics_families import span_families, transport_families
+
+        return transport_families(hub.transport_counts()) + span_families(self.tracing)
+
+    def _make_pool(self, app: ApplicationConfig,
+                   capabilities: dict[str, Capability] | None = None) -> AppPool:
+        capability, options = resolve_capability(app, self.config, capabilities)
         return AppPool(app, capability, options, self)
 
     async def stop(self) -> None:
@@ -392,9 +401,13 @@ async def call_buffered(app, scope: dict, body: bytes) -> tuple[int, list, bytes
     return start.get("status", 500), list(start.get("headers", [])), b"".join(chunks)
 
 
-def resolve_capability(app: ApplicationConfig, config: LoadedConfig) -> tuple[Capability, dict]:
-    """The capability that runs ``app`` (its ``kind``, else detected) and its options."""
-    capabilities = discover()
+def resolve_capability(app: ApplicationConfig, config: LoadedConfig,
+                       capabilities: dict[str, Capability] | None = None,
+                       ) -> tuple[Capability, dict]:
+    """The capability that runs ``app`` (its ``kind``, else detected) and its options;
+    ``capabilities`` is :func:`~watt.capability.discover`'s answer when the caller has it."""
+    if capabilities is None:
+        capabilities = discover()
     where = {"app_id": app.id, "file": config.file, "line": _line_of_app(config.file, app.id)}
     if app.kind:
         capability = capabilities.get(app.kind)

@@ -6,8 +6,9 @@ import { fill, fmt, h } from "./dom.js";
 export async function renderTraces(container) {
   const answer = await api("GET", "/traces?limit=15");
   if (!answer.enabled) {
-    fill(container, h("p", null, "Tracing is off: add a ", h("code", null, "telemetry"),
-      " section to watt.json (docs/observability.md) to see traces here."));
+    fill(container, h("p", null, "Tracing is off: add ", h("code", null, '"dashboard": true'),
+      " (docs/dashboard.md) or a ", h("code", null, "telemetry"),
+      " section (docs/observability.md) to watt.json and restart to see traces here."));
     return;
   }
   if (!answer.traces.length) {

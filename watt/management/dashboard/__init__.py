@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from . import routes as _routes  # noqa: F401 - registers the routes
 from .routes import group_traces, summarize
-from .server import DashboardApp, DashboardServer
+from .server import DashboardApp, DashboardServer, dashboard_line, start_configured
 
-__all__ = ["DashboardApp", "DashboardServer", "group_traces", "summarize"]
+__all__ = ["DashboardApp", "DashboardServer", "dashboard_line", "group_traces",
+           "start_configured", "summarize"]

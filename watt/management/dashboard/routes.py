@@ -20,12 +20,12 @@ and the dashboard's own listener alike):
 
 from __future__ import annotations
 
-import ipaddress
 import time
 
 import msgspec
 
 from ...channel.protocol import LOG_LEVEL
+from ...config_dashboard import is_address
 from ...worker.metrics import QUANTILES, resident_memory
 from ...worker.telemetry import LEVELS
 from ..api import ManagementApp, Request, bad_request, route
@@ -229,7 +229,7 @@ async def start_dashboard(api: ManagementApp, request: Request) -> dict:
         raise bad_request('the body must be an object with "hostname" and "port" (both '
                           "optional: {} for 127.0.0.1 and a free port)")
     hostname, port = body.get("hostname", "127.0.0.1"), body.get("port", 0)
-    if not isinstance(hostname, str) or not _is_address(hostname):
+    if not isinstance(hostname, str) or not is_address(hostname):
         raise bad_request(f"hostname must be an IP address or localhost, not {hostname!r}")
     if isinstance(port, float) and port.is_integer():  # JSON's 8080.0 is an integer too
         port = int(port)
@@ -255,12 +255,3 @@ async def stop_dashboard(api: ManagementApp, request: Request) -> dict:
         await server.stop()
     return _dashboard_state(api)
 
-
-def _is_address(hostname: str) -> bool:
-    if hostname == "localhost":
-        return True
-    try:
-        ipaddress.ip_address(hostname)
-    except ValueError:
-        return False
-    return True

@@ -173,3 +173,28 @@ class DashboardServer(ManagementServer):
             if sink.memory is self._memory:
                 sink.memory = None
             self._memory = None
+
+
+async def start_configured(runtime, settings) -> DashboardServer | None:
+    """The config's ``dashboard`` (a :class:`~watt.config_dashboard.DashboardConfig`),
+    started with the runtime once its management API serves; as ``watt admin`` would."""
+    management = runtime.management
+    if management is None:  # Runtime(management=False): nothing to serve (serverless)
+        logger.info("dashboard: not started, this runtime serves no management API")
+        return None
+    server = DashboardServer(management.app, settings.hostname, settings.port)
+    try:
+        await server.start()
+    except WattError as error:
+        error.key, error.file = "dashboard", runtime.config.file
+        raise
+    management.app.dashboard = server
+    return server
+
+
+def dashboard_line(runtime) -> str:
+    """What ``watt start`` prints under its own URL: the dashboard's link, if it is on."""
+    management = runtime.management
+    server = getattr(management.app, "dashboard", None) if management is not None else None
+    return f"Dashboard at {server.url}\n" if server is not None else ""
+
