@@ -38,11 +38,12 @@ class Instance:
     """One `watt start` of the shared config, told apart by INSTANCE_NAME."""
 
     def __init__(self, tmp_path: Path, name: str, port: int = 0, probes: int = 0,
-                 drain: int = 300, folder: str = "basic", extra: dict | None = None) -> None:
+                 drain: int = 300, folder: str = "basic", extra: dict | None = None,
+                 engine: str = "auto") -> None:
         self.name = name
         config = tmp_path / f"{name}.json"
         config.write_text(json.dumps({
-            "server": {"port": port},
+            "server": {"port": port, "engine": engine},
             "metrics": {"enabled": True, "port": probes},
             # /ready says 503 for `drain` ms after SIGTERM before the listener closes.
             "deploy": {"drainDelay": drain},
@@ -118,8 +119,24 @@ http {{
     return conf
 
 
-def test_drain_delay_serves_with_connection_close_while_ready_says_503(tmp_path: Path) -> None:
-    solo = Instance(tmp_path, "solo", drain=2000).wait()
+def _closed_after_one_response(url: str) -> bytes:
+    """A keep-alive GET on a raw socket: the head of the response, once the server has
+    closed the connection after it (a timeout if it keeps it open)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"GET /whoami HTTP/1.1\r\nhost: x\r\nconnection: keep-alive\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):  # until EOF: the server closed it
+            data += chunk
+    return data.partition(b"\r\n\r\n")[0].lower()
+
+
+@pytest.mark.parametrize("engine", ["watt", "hypercorn", "granian"])
+def test_drain_delay_serves_with_connection_close_while_ready_says_503(
+        tmp_path: Path, engine: str) -> None:
+    if engine == "granian":
+        pytest.importorskip("granian.server.embed", reason="granian is not installed")
+    solo = Instance(tmp_path, "solo", drain=2000, engine=engine).wait()
     try:
         with httpx.Client(timeout=10) as http:
             assert http.get(solo.url + "/whoami").headers.get("connection") != "close"
@@ -128,6 +145,9 @@ def test_drain_delay_serves_with_connection_close_while_ready_says_503(tmp_path:
             # Still served, on the pooled connection and on a new one, each told to close.
             for reply in (http.get(solo.url + "/whoami"), httpx.get(solo.url + "/whoami")):
                 assert reply.status_code == 200 and reply.headers["connection"] == "close"
+            # ... and the engine does close the connection after that response.
+            head = _closed_after_one_response(solo.url)
+            assert head.startswith(b"http/1.1 200") and b"connection: close" in head
         assert solo.proc.wait(10) == 0
     finally:
         solo.proc.kill()

@@ -40,16 +40,35 @@ class Forwarder:
         self.active = 0  # requests and WebSockets in progress (ASGI engines), read by /metrics
         self.edge = edge or DEFAULT_EDGE  # watt.edge.proxy.Edge: header rules + pipeline
         self.tls = tls  # config TlsConfig (cert and key paths), or None for plain HTTP
+        self.closing = False  # deploy.drainDelay: HTTP/1 responses say `connection: close`
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
             await accept_lifespan(receive, send)
             return
+        if self.closing and scope["type"] == "http" and scope.get("http_version") in _H1:
+            send = _closing(send)
         self.active += 1
         try:
             await forward(self.router, self.app_id, scope, receive, send, self.limits, self.edge)
         finally:
             self.active -= 1
+
+
+_H1 = ("1.1", "1.0")  # HTTP/2 forbids a `connection` header: it has GOAWAY instead
+
+
+def _closing(send):
+    """``send`` with ``connection: close`` added to the response head: h11 (hypercorn)
+    and hyper (granian) then end the connection after this response, so a proxy
+    retires its pooled connection instead of sending on one about to close."""
+    async def closing_send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            headers = [h for h in message.get("headers", ()) if h[0].lower() != b"connection"]
+            message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await send(message)
+
+    return closing_send
 
 
 async def forward(router, app_id: str, scope: dict, receive, send, limits=None,
@@ -358,6 +377,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _retire(engine) -> None:
+    """An ASGI engine's ``retire`` (the drain, ``deploy.drainDelay``): its HTTP/1
+    responses say ``connection: close`` from now on (:func:`_closing`)."""
+    engine.app.closing = True
+
+
 def format_url(host: str, port: int, scheme: str = "http") -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"{scheme}://{shown}:{port}"
@@ -400,6 +425,8 @@ class HypercornEngine:
         self._task = asyncio.get_running_loop().create_task(
             serve(self.app, config, shutdown_trigger=self._shutdown.wait))
         return format_url(self.host, self.port, "http" if tls is None else "https")
+
+    retire = _retire
 
     async def stop(self) -> None:
         self._shutdown.set()
@@ -483,6 +510,8 @@ class GranianEngine:
             # listening now, clients wait in the backlog instead of being refused.
             sock.listen(1024)
         return format_url(self.host, self.port, "http" if tls is None else "https")
+
+    retire = _retire
 
     async def stop(self) -> None:
         if self._server is not None:
