@@ -16,24 +16,22 @@ from __future__ import annotations
 import base64
 import datetime
 import errno
-import importlib
-import importlib.metadata
 import json
 import logging
-import logging.handlers
 import os
-import re
 import socket
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 
 from ..config_transports import (
+    PERIODS,
+    SIZE,
     ElasticsearchTransport,
     FileTransport,
     SinkTransport,
     SyslogTransport,
+    syslog_error,
 )
 from ..errors import ConfigError
 from ..worker.telemetry import LEVELS
@@ -74,23 +72,23 @@ def render(line: str, colour: bool = False) -> str:
 
 
 # -- file -----------------------------------------------------------------------------
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000 ** 2, "mib": 1024 ** 2, "gb": 1000 ** 3,
           "gib": 1024 ** 3}
-_PERIODS = {"hourly": "H", "daily": "D", "midnight": "midnight", "weekly": "W0"}
 
 
 def file_handler(file, key: str = "logger.file") -> logging.Handler:
     """A rotating file handler (the standard library's) for ``logger.file`` or a
     file transport (``path``, ``rotation``, ``retention``)."""
+    import logging.handlers  # here: only a file output needs it
+
     os.makedirs(os.path.dirname(file.path) or ".", exist_ok=True)
     rotation = file.rotation.strip().lower()
     try:
-        if rotation in _PERIODS:
+        if rotation in PERIODS:
             handler: logging.Handler = logging.handlers.TimedRotatingFileHandler(
-                file.path, when=_PERIODS[rotation], backupCount=file.retention,
+                file.path, when=PERIODS[rotation], backupCount=file.retention,
                 encoding="utf-8")
-        elif size := _SIZE.match(rotation):
+        elif size := SIZE.match(rotation):
             max_bytes = int(float(size[1]) * _UNITS[(size[2] or "b").lower()])
             handler = logging.handlers.RotatingFileHandler(
                 file.path, maxBytes=max_bytes, backupCount=file.retention, encoding="utf-8")
@@ -244,20 +242,9 @@ def _syslog_socket(address: str) -> tuple[socket.socket, bool]:
 
 
 def check_syslog_address(address: str, key: str) -> None:
-    parts = urllib.parse.urlsplit(address)
-    ok = (parts.scheme == "unix" and parts.path) or (
-        parts.scheme in ("udp", "tcp") and parts.hostname and _port(parts))
-    if not ok:
-        raise ConfigError(f"`{key}.address`: {address!r} is not unix:///path, udp://host:port "
-                          "or tcp://host:port", code="WATT_CONFIG_INVALID",
+    if message := syslog_error(address):
+        raise ConfigError(f"`{key}.address`: {message}", code="WATT_CONFIG_INVALID",
                           key=f"{key}.address")
-
-
-def _port(parts) -> int | None:
-    try:
-        return parts.port
-    except ValueError:
-        return None
 
 
 class SyslogOutput(QueuedOutput):
@@ -329,6 +316,8 @@ class BulkOutput(QueuedOutput):
         super().__init__(name, level, config, report)
 
     def send(self, lines: list[str]) -> None:
+        import urllib.request  # here, not at start: http.client, email, ... for one output
+
         request = urllib.request.Request(self._url, data=bulk_body(lines, self._config.index),
                                          headers=self._headers, method="POST")
         with urllib.request.urlopen(request, timeout=self._config.timeout / 1000) as reply:
@@ -355,6 +344,8 @@ class SinkMessage(str):
 def load_sink(config: SinkTransport, key: str) -> Callable[[SinkMessage], object]:
     """``module:callable`` (the sink itself), or an entry point of
     ``watt.log_transports`` (a factory called with ``options`` that returns it)."""
+    import importlib.metadata
+
     spec = config.sink
     if ":" in spec:
         module, _, attr = spec.partition(":")

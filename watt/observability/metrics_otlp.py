@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 
 from loguru import logger
 
@@ -102,6 +101,8 @@ def encode(families, service_name: str, start_ns: int, now_ns: int | None = None
 
 
 def _post(endpoint: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
+    import urllib.request  # here, not at start: only metrics.otlp posts
+
     request = urllib.request.Request(endpoint, data=body, method="POST", headers={
         "Content-Type": "application/x-protobuf", **headers})
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - configured URL

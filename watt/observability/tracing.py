@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import urllib.request
 from collections import deque
 
 from loguru import logger
@@ -198,6 +197,8 @@ class ZipkinExporter(_Batched):
         super().__init__("zipkin", batch or SpanBatchConfig())
 
     def send(self, batch: list[tuple[str, str]]) -> None:
+        import urllib.request  # here, not at start: only a zipkin exporter sends
+
         request = urllib.request.Request(self.url, data=zipkin_body(batch),
                                          headers=self.headers, method="POST")
         with urllib.request.urlopen(request, timeout=self.timeout) as reply:
