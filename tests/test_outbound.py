@@ -14,6 +14,7 @@ import contextlib
 import http.client
 import http.server
 import json
+import socket
 import threading
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -333,6 +334,23 @@ def test_an_external_call_gives_a_span_a_metric_sample_and_a_debug_line(rt, upst
     wait_for(lambda: any(
         r.get("outbound", {}).get("url") == f"{upstream.url}/echo?observe={client}"
         and r.get("reqId") for r in rt.logs(app="caller", level="debug")))
+
+
+def test_an_external_call_that_cannot_connect_records_the_clients_exception(rt):
+    with socket.socket() as probe:  # a port nothing listens on any more
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/refused"
+    assert call(rt, "httpx", url).get("error")
+
+    def failed():
+        return next((s for s in rt.spans() if s["attributes"].get("url.full") == url), None)
+
+    wait_for(lambda: failed() is not None)
+    span = failed()
+    assert span["status"]["code"] == "ERROR" and "ConnectError" in span["status"]["message"]
+    [event] = span["events"]
+    assert event["attributes"]["exception.type"] == "ConnectError"
+    assert "Traceback" in event["attributes"]["exception.stacktrace"]
 
 
 # -- external calls cached ------------------------------------------------------------------

@@ -109,6 +109,35 @@ def test_an_exception_is_recorded_on_the_span(watt_runtime):
     assert "boom" in event["attributes"]["exception.stacktrace"]
 
 
+def test_a_mesh_call_without_a_response_records_an_exception_on_its_client_span(
+        watt_runtime):
+    rt = watt_runtime({"entrypoint": "front", "telemetry": {"exporter": {"type": "memory"}},
+                       "applications": [app_config("front")]})
+    calls = {"WATT_MESH_TIMEOUT": {"target": "front.plt.local", "path": "/slow?delay=1",
+                                   "timeout": "0.1"},
+             "WATT_MESH_UNKNOWN_APP": {"target": "nope.plt.local"}}
+    for code, params in calls.items():
+        assert httpx.get(f"{rt.url}/fetch", params=params).json()["code"] == code
+
+    def failed_clients():
+        return [s for s in rt.spans() if s["kind"] == "CLIENT" and s["status"]["code"] ==
+                "ERROR"]
+
+    wait_for(lambda: len(failed_clients()) == 2)
+    for span, code in zip(sorted(failed_clients(), key=lambda s: s["startTimeUnixNano"]),
+                          calls, strict=True):
+        assert "http.response.status_code" not in span["attributes"]
+        [event] = span["events"]
+        assert event["name"] == "exception" and event["timeUnixNano"] <= \
+            span["endTimeUnixNano"]
+        attributes = event["attributes"]
+        assert attributes["exception.type"] == "MeshCallError"
+        assert attributes["exception.message"].startswith(f"{code}: ")
+        assert span["status"]["message"] in attributes["exception.message"]
+        assert "Traceback" in attributes["exception.stacktrace"] and \
+            "mesh_client.py" in attributes["exception.stacktrace"]
+
+
 def test_file_and_console_exporters(watt_runtime, tmp_path, capfd):
     path = tmp_path / "spans.jsonl"
     rt = watt_runtime(two_apps([{"type": "file", "options": {"path": str(path)}},

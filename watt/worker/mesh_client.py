@@ -147,14 +147,15 @@ class MeshCall:
         try:
             status, headers, body, more = await self._response(timeout)
         except MeshCallError as exc:
-            self._observe_end(0, exc.message)
+            self._observe_end(0, exc.message, exc)
             raise
         self._observe_end(status)
         return status, headers, body, more
 
-    def _observe_end(self, status: int, error: str | None = None) -> None:
+    def _observe_end(self, status: int, error: str | None = None,
+                     exc: MeshCallError | None = None) -> None:
         if self._observed is not None:
-            _observer.mesh_end(self._observed, status, error)
+            _observer.mesh_end(self._observed, status, error, exc=exc)
             self._observed = None
 
     async def _response(self, timeout: float | None) -> tuple[int, list, bytes, bool]:

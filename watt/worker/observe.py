@@ -164,14 +164,17 @@ class Observer:
         return _MeshCall(target, method, span, host, url), headers
 
     def mesh_end(self, call: _MeshCall, status: int, error: str | None = None,
-                 end_ns: int | None = None) -> None:
-        """The response started (``status``), or the call failed (0 and the error)."""
+                 end_ns: int | None = None, exc: BaseException | None = None) -> None:
+        """The response started (``status``), or the call failed (0, the error, and the
+        exception when there is one: an ``exception`` event on the span, as a request
+        that raised gets on its SERVER span)."""
         if end_ns is None:
             end_ns = time.perf_counter_ns()
         if threading.get_ident() != self._loop_thread:
             # A synchronous client's thread: metrics and spans are the loop's to touch.
             with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to report
-                self._loop.call_soon_threadsafe(self.mesh_end, call, status, error, end_ns)
+                self._loop.call_soon_threadsafe(self.mesh_end, call, status, error, end_ns,
+                                                exc)
             return
         seconds = (end_ns - call.start_ns) / 1e9
         metrics = self.metrics
@@ -183,6 +186,8 @@ class Observer:
                 "outbound": {"method": call.method, "url": call.url, "status": status,
                              "duration": round(seconds * 1000, 3), "error": error}})
         if call.span is not None:
+            if exc is not None:
+                call.span.record_exception(exc)
             self.tracer.finish(call.span, status or None, error)
             call.span = None
 

@@ -447,5 +447,7 @@ def _end(record, response: Response) -> None:
 
 def _failed(record, exc: BaseException) -> None:
     if record is not None:
-        error = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else "cancelled"
-        _observer.client_end(record, 0, error)
+        if isinstance(exc, Exception):
+            _observer.client_end(record, 0, f"{type(exc).__name__}: {exc}", exc=exc)
+        else:
+            _observer.client_end(record, 0, "cancelled")
