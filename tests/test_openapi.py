@@ -73,6 +73,14 @@ def test_the_document_lists_every_route_and_this_runtimes_ids(document):
     [param] = health["parameters"]
     assert param["schema"]["examples"] == ["api", "web"]
     assert {"200", "404", "405", "500"} <= set(health["responses"])
+    # The dashboard's endpoints (docs/dashboard.md), each with its answers documented.
+    paths = document["paths"]
+    for method, path in (("get", "stats"), ("get", "traces"), ("get", "dashboard"),
+                         ("post", "dashboard"), ("delete", "dashboard"),
+                         ("put", "applications/{id}/log-level")):
+        assert "200" in paths[f"/api/v1/{path}"][method]["responses"], (method, path)
+    start = paths["/api/v1/dashboard"]["post"]
+    assert start["requestBody"]["required"] and "409" in start["responses"]
 
 
 def _send(api: httpx.Client, case) -> httpx.Response:

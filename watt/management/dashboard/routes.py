@@ -63,8 +63,9 @@ _SPAN = {"type": "object", "required": ["spanId", "name", "app", "start", "end"]
                         "end": {"type": "number"}, "error": {"type": "boolean"}}}
 TRACES_SCHEMA = {
     "type": "object", "required": ["enabled", "traces"],
-    "properties": {"enabled": {"type": "boolean", "description": "false: `telemetry` is not "
-                                                                 "configured, no span is kept."},
+    "properties": {"enabled": {"type": "boolean", "description": "false: no span is recorded "
+                                                                 "(the config has neither "
+                                                                 "`telemetry` nor `dashboard`)."},
                    "traces": {"type": "array", "items": {
                        "type": "object", "required": ["traceId", "start", "duration", "spans"],
                        "properties": {"traceId": {"type": "string"},
