@@ -9,6 +9,7 @@ Playwright is missing); ``watt admin --stop`` last.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -38,10 +39,25 @@ def _admin(xdg: Path, *args: str) -> subprocess.CompletedProcess:
                           env=dict(os.environ, XDG_RUNTIME_DIR=str(xdg)))
 
 
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory):
+@contextlib.contextmanager
+def _watt_start(config: Path):
+    """``watt start -c config`` with a private XDG_RUNTIME_DIR: ``(process, its dir)``."""
     xdg = Path(tempfile.mkdtemp(prefix="wd-", dir="/tmp"))  # short: socket path < 108 bytes
     xdg.chmod(0o700)
+    proc = WattProcess("-c", str(config), env={"XDG_RUNTIME_DIR": str(xdg)})
+    try:
+        yield proc, xdg
+    finally:
+        proc.proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        finally:
+            proc.kill()
+            shutil.rmtree(xdg, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dashboard")
     config = folder / "watt.json"
     # A file exporter only: the dashboard adds the memory exporter it reads.
@@ -50,8 +66,7 @@ def runtime(tmp_path_factory):
         "telemetry": {"exporter": {"type": "file",
                                    "options": {"path": str(folder / "spans.jsonl")}}},
         "applications": [app_config("web"), app_config("api", isolation="process")]}))
-    proc = WattProcess("-c", str(config), env={"XDG_RUNTIME_DIR": str(xdg)})
-    try:
+    with _watt_start(config) as (proc, xdg):
         url = proc.wait_url()
         answer = _admin(xdg)
         assert answer.returncode == 0, answer.stderr
@@ -61,13 +76,6 @@ def runtime(tmp_path_factory):
                           headers={"authorization": f"Bearer {token}"}) as api:
             yield SimpleNamespace(url=url, link=link, base=base, token=token, api=api,
                                   xdg=xdg, proc=proc)
-    finally:
-        proc.proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        finally:
-            proc.kill()
-            shutil.rmtree(xdg, ignore_errors=True)
 
 
 def _mesh_calls(url: str, count: int, request_id: str | None = None,
@@ -340,14 +348,11 @@ def test_admin_again_prints_the_same_url_then_stop_closes_the_listener(runtime):
 def test_the_config_starts_it_and_traces_without_telemetry(tmp_path):
     """``dashboard`` in the config, no ``telemetry``: the link printed at start works and
     the traces view fills, from the dashboard's own memory only (no other exporter)."""
-    xdg = Path(tempfile.mkdtemp(prefix="wc-", dir="/tmp"))
-    xdg.chmod(0o700)
     config = tmp_path / "watt.json"
     config.write_text(json.dumps({"server": {"port": 0}, "entrypoint": "web",
                                   "dashboard": {"hostname": "127.0.0.1", "sampleRatio": 1},
                                   "applications": [app_config("web")]}))
-    proc = WattProcess("-c", str(config), env={"XDG_RUNTIME_DIR": str(xdg)})
-    try:
+    with _watt_start(config) as (proc, _):
         url = proc.wait_url()
         wait_for(lambda: any(line.startswith("Dashboard at ") for line in proc.stdout))
         link = next(line for line in proc.stdout if line.startswith("Dashboard at "))
@@ -367,13 +372,6 @@ def test_the_config_starts_it_and_traces_without_telemetry(tmp_path):
             names = [(s["name"], s["kind"]) for s in mesh_trace()["spans"]]
             assert names == [("GET /mesh", "SERVER"), ("GET web", "CLIENT"),
                              ("GET /whoami", "SERVER")]
-    finally:
-        proc.proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        finally:
-            proc.kill()
-            shutil.rmtree(xdg, ignore_errors=True)
 
 
 def test_the_dashboard_key_is_checked_and_traces_only_without_telemetry():
