@@ -76,6 +76,23 @@ class IntrospectionConfig(_Section):
     timeout: Annotated[float, _doc("Seconds a call may take.", gt=0)] = 5.0
 
 
+class WebSocketTokenConfig(_Section):
+    """Where a WebSocket upgrade may carry its bearer token when it has no
+    `Authorization` header (browsers cannot set one on a WebSocket)."""
+
+    query: Annotated[
+        Annotated[str, msgspec.Meta(min_length=1)] | None,
+        _doc("Name of a query parameter that holds the token (e.g. `access_token`); the "
+             "edge removes it before the application sees the query."),
+    ] = None
+    subprotocol: Annotated[
+        Annotated[str, msgspec.Meta(pattern=r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")] | None,
+        _doc("Prefix of a `Sec-WebSocket-Protocol` entry that holds the token (e.g. "
+             "`bearer.`, sent as `bearer.<token>`); the edge removes that entry before the "
+             "application sees the subprotocols."),
+    ] = None
+
+
 class AuthRouteConfig(_Section):
     """Requests whose path starts with `prefix` need a valid bearer token."""
 
@@ -92,6 +109,11 @@ class AuthRouteConfig(_Section):
     public_paths: Annotated[
         list[str], _doc("Paths under this prefix that need no token: exact, or ending in "
                         "`/*` for a whole subtree.")] = []
+    websocket: Annotated[
+        WebSocketTokenConfig | None,
+        _doc("WebSocket upgrades only: also take the token from a query parameter or a "
+             "subprotocol (off by default: a query string ends up in proxies' logs)."),
+    ] = None
 
 
 class AuthConfig(_Section):
@@ -123,6 +145,11 @@ def check_auth(auth: AuthConfig) -> None:
             raise ConfigError("needs `jwt` or `introspection` (a route no token can pass "
                               "protects nothing usable; list open paths in `publicPaths`)",
                               code="WATT_CONFIG_INVALID", key=key)
+        ws = route.websocket
+        if ws is not None and ws.query is None and ws.subprotocol is None:
+            raise ConfigError("`websocket` needs `query` or `subprotocol` (where an upgrade "
+                              "may carry its token)", code="WATT_CONFIG_INVALID",
+                              key=f"{key}.websocket")
         jwt = route.jwt
         if jwt is None:
             continue

@@ -38,6 +38,8 @@ async def guard(pipeline, scope: dict, receive, send, max_body: int):
     req = pipeline.request(scope.get("method", "GET"), scope["path"],
                            scope.get("query_string", b""), scope["headers"],
                            scope.get("client"), _http_scheme(scope))
+    if scope["type"] == "websocket":  # a stage may take a token out of it (auth)
+        req.state["websocket"] = scope
     try:
         reply = await _resolved(pipeline.check(req))
         if reply is None and scope["type"] == "http" and pipeline.wants_body(req):

@@ -185,6 +185,7 @@ class AuthRoute:
         self.public = PublicPaths([*cfg.public_paths])
         self.shared_public = public
         self.scopes = frozenset(cfg.scopes)
+        self.websocket = cfg.websocket  # where an upgrade may carry its token, or None
         self.accepted: dict[str, tuple[float, bytes]] = {}  # JWT -> (until, claims header)
         self.jwt = JwtVerifier(cfg.jwt, base_dir, f"{key}.jwt.publicKey") if cfg.jwt else None
         self.introspection = None
@@ -255,10 +256,12 @@ class AuthStage(Stage):
             # /docs/../admin: an application (or a proxy behind it) that resolves dot
             # segments would serve /admin; a token is needed if either reading wants one.
             route = self.protecting(posixpath.normpath("/" + path.lstrip("/")))
+        scope = req.state.get("websocket")  # a WebSocket upgrade (watt/edge/asgi.py)
+        carried = None if scope is None else self._websocket_token(scope, req, route)
         if route is None:
             return None
         try:
-            token = self._token(req)
+            token = carried or self._token(req)
             if route.jwt is not None and token.count(".") == 2:
                 value = route.remembered(token, time.time())
                 if value is not None:
@@ -280,6 +283,18 @@ class AuthStage(Stage):
             return self._accept(req, route, _active(answer))
         except Denied as denied:
             return self._deny(denied)
+
+    def _websocket_token(self, scope: dict, req: EdgeRequest, route: AuthRoute | None):
+        """The token in a query parameter or subprotocol, if the route (public path or
+        not) takes one there; taken out of what the application sees either way."""
+        route = route or self.route(req.path)
+        cfg = route.websocket if route is not None else None
+        if cfg is None:
+            return None
+        from watt.edge.auth_ws import take_token
+
+        token = take_token(scope, req, cfg)
+        return token if req.header(b"authorization") is None else None
 
     def _token(self, req: EdgeRequest) -> str:
         value = req.header(b"authorization")

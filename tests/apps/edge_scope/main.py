@@ -15,7 +15,8 @@ async def app(scope, receive, send):
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.send", "text": json.dumps({
             "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
-            "scheme": scope["scheme"]})})
+            "scheme": scope["scheme"], "query": scope["query_string"].decode(),
+            "subprotocols": scope.get("subprotocols", [])})})
         await send({"type": "websocket.close", "code": 1000})
         return
     more = True
