@@ -14,13 +14,14 @@ import urllib.parse
 
 import httpx
 import jwt
+import msgspec
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from support import app_config
 
 from watt.config import load_config
-from watt.config_auth import check_auth
+from watt.config_auth import AuthConfig, check_auth
 from watt.edge.auth import ACCEPTED_TTL, AuthStage, PublicPaths
 from watt.edge.auth_keys import INACTIVE_TTL, IntrospectionCache, JwksCache
 from watt.errors import ConfigError
@@ -405,21 +406,23 @@ def test_public_path_patterns():
      "auth.routes[0].jwt.algorithms"),
 ])
 def test_auth_config_mistakes_name_the_key(route, key):
-    loaded = load_config({"applications": [app_config("web", "edge_echo")],
-                          "auth": {"routes": [route]}})
+    config = {"applications": [app_config("web", "edge_echo")], "auth": {"routes": [route]}}
     with pytest.raises(ConfigError) as info:
-        check_auth(loaded.config.auth)
+        check_auth(msgspec.convert(config["auth"], AuthConfig))
     assert info.value.key == key
+    with pytest.raises(ConfigError) as info:  # found at load (`watt config`), not only at start
+        load_config(config)
+    assert info.value.key == key and f"`{key}`" in str(info.value)
 
 
 @pytest.mark.parametrize("content", [None, "not a key"])
 def test_a_bad_public_key_fails_the_start(tmp_path, content):
     if content is not None:
         (tmp_path / "bad.pem").write_text(content)
-    loaded = load_config({"applications": [app_config("web", "edge_echo")], "auth": {"routes": [
-        {"prefix": "/", "jwt": {"publicKey": "bad.pem"}}]}})
+    auth = msgspec.convert({"routes": [{"prefix": "/", "jwt": {"publicKey": "bad.pem"}}]},
+                           AuthConfig)
     with pytest.raises(ConfigError) as info:
-        AuthStage(loaded.config.auth, str(tmp_path))
+        AuthStage(auth, str(tmp_path))
     assert info.value.key == "auth.routes[0].jwt.publicKey"
 
 

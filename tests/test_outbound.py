@@ -416,6 +416,9 @@ def test_a_bad_interceptor_stops_the_start_with_its_name(entry, why):
             pass
     assert "WATT_INTERCEPTOR_INVALID" in str(failed.value)
     assert why in str(failed.value)
+    # the code once (not "CODE: InterceptorError: CODE: ..."), and no traceback of Watt's own
+    assert str(failed.value).count("WATT_INTERCEPTOR_INVALID") == 1
+    assert "Traceback" not in str(failed.value), str(failed.value)
 
 
 # -- the shipped interceptors on their own (no worker) ------------------------------------------

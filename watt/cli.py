@@ -594,6 +594,9 @@ def _exit(code: int) -> None:
     would wait for it forever: the command must end all the same.
     """
     stuck = [t for t in threading.enumerate() if t.name.startswith("watt-") and t.is_alive()]
+    for thread in stuck:  # a worker that just failed may still be ending: 1 s in all
+        thread.join(max(0.0, 1.0 / len(stuck)))
+    stuck = [t for t in stuck if t.is_alive()]
     if stuck:
         click.echo(f"warning: {len(stuck)} worker(s) did not stop; exiting anyway", err=True)
         sys.stdout.flush()

@@ -46,7 +46,14 @@ def build_deploy(config_path: str, container: bool, k8s: bool, out: str | None) 
             folder = Path(out) / "k8s" if out and container else Path(out or root / "dist" / "k8s")
             targets.append(("k8s", folder, write_k8s))
         for what, folder, write in targets:
-            files = write(build, folder)
+            if folder.exists() and not folder.is_dir():
+                raise WattError(f"--out {folder} is a file, not a folder: choose an empty or "
+                                "new folder", code="WATT_BUILD_OUT_INVALID")
+            try:
+                files = write(build, folder)
+            except OSError as exc:  # a folder that cannot be created or written
+                raise WattError(f"--out {folder}: cannot write there ({exc.strerror}: "
+                                f"{exc.filename})", code="WATT_BUILD_OUT_INVALID") from None
             click.echo(f"{what}: wrote {', '.join(files)} in {folder}")
     except WattError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -25,6 +25,7 @@ from dotenv import dotenv_values
 from watt.config_auth import AuthConfig, OpenApiSetting, ValidationSetting
 from watt.config_cache import HttpCacheConfig
 from watt.config_capabilities import CommandListen, GatewayConfig
+from watt.config_checks import check_config
 from watt.config_dashboard import DashboardConfig
 from watt.config_deploy import DeployConfig
 from watt.config_edge import AppCors, EdgeServerConfig
@@ -494,6 +495,7 @@ def _resolve(config: Config, base_dir: str, src: _Source) -> LoadedConfig:
                         f"{entrypoint!r}, which is no application"
                         + (f"; did you mean {close[0]!r}?" if close else "")
                         + f" (known ids: {', '.join(ids)})")
+    check_config(config, apps, base_dir, src)
     return LoadedConfig(file=src.file, base_dir=base_dir, entrypoint=entrypoint or ids[0],
                         server=config.server, applications=apps, config=config,
                         mesh=config.mesh, restart_on_error=config.restart_on_error,

@@ -23,7 +23,7 @@ class RedisCacheConfig(_Section):
     """A store in Redis shared by several Watt instances (needs ``watt[redis]``)."""
 
     url: Annotated[str, _doc("Redis URL: redis://host:port/db, rediss://..., or "
-                             "unix:///path/to/redis.sock.", min_length=1)]
+                             "unix:///path/to/redis.sock.", pattern=r"^(redis|rediss|unix)://")]
     prefix: Annotated[str, _doc("Prefix of every key Watt writes, so several caches can "
                                 "share one Redis database.")] = "watt:cache:"
     timeout: Annotated[float, _doc("Seconds a Redis command may take before the cache acts "
@@ -51,7 +51,7 @@ class HttpCacheConfig(_Section):
                                      "outside clients too.")] = False
     cache_tags_header: Annotated[str, _doc(
         "Response header listing the response's tags (comma separated), for "
-        "invalidation by tag.", min_length=1)] = "x-cache-tags"
+        "invalidation by tag.", pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")] = "x-cache-tags"
     allow_set_cookie: Annotated[bool, _doc("Store responses that set cookies (off: never, "
                                            "whatever Cache-Control says).")] = False
     allow_authorization: Annotated[bool, _doc(

@@ -17,6 +17,9 @@ import msgspec
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
 #: A DNS-1123 label (the name of every Kubernetes object written).
 NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+#: An image reference: [registry[:port]/]path (lowercase)[:tag][@sha256:digest].
+IMAGE = (r"^[a-z0-9][a-z0-9._-]*(:[0-9]+)?(/[a-z0-9][a-z0-9._-]*)*"
+         r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
 
 
 def _doc(description: str, **constraints) -> msgspec.Meta:
@@ -50,7 +53,7 @@ class DeployConfig(_Section):
         _doc("Name of the Kubernetes objects (default: the config folder's name)."),
     ] = None
     image: Annotated[
-        str | None,
+        Annotated[str, msgspec.Meta(pattern=IMAGE)] | None,
         _doc("Container image the Deployment runs (default: `<name>:latest`, as "
              "`docker build -t <name>` tags it)."),
     ] = None

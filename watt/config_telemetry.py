@@ -12,6 +12,8 @@ import msgspec
 
 from watt.config_transports import LogTransport, SpanBatchConfig
 
+_URL = r"^https?://"  # an address Watt sends to over HTTP
+
 
 def _doc(description: str, **constraints) -> msgspec.Meta:
     return msgspec.Meta(description=description, **constraints)
@@ -97,7 +99,8 @@ class MetricsAuthConfig(_Section):
 class MetricsPushConfig(_Section):
     """Push the metrics to a Prometheus Pushgateway as well."""
 
-    url: Annotated[str, _doc("The Pushgateway's address, e.g. http://127.0.0.1:9091.")]
+    url: Annotated[str, _doc("The Pushgateway's address, e.g. http://127.0.0.1:9091.",
+                             pattern=_URL)]
     job: Annotated[str, _doc("The `job` grouping key.")] = "watt"
     interval: Annotated[int, _doc("Milliseconds between two pushes.", ge=100)] = 15000
 
@@ -106,7 +109,7 @@ class MetricsOtlpConfig(_Section):
     """Push the metrics to an OpenTelemetry collector as OTLP over HTTP/protobuf."""
 
     endpoint: Annotated[str, _doc("The collector's metrics URL, e.g. "
-                                  "http://127.0.0.1:4318/v1/metrics.")]
+                                  "http://127.0.0.1:4318/v1/metrics.", pattern=_URL)]
     headers: Annotated[dict[str, str], _doc("Extra request headers (e.g. an API key).")] = {}
     interval: Annotated[int, _doc("Milliseconds between two pushes.", ge=100)] = 15000
     service_name: Annotated[str, _doc("The `service.name` resource attribute.")] = "watt"
@@ -142,7 +145,8 @@ class ManagementApiConfig(_Section):
 class ExporterOptions(_Section):
     """Where an exporter sends spans."""
 
-    url: Annotated[str | None, _doc("otlp: the traces URL (default "
+    url: Annotated[Annotated[str, msgspec.Meta(pattern=_URL)] | None, _doc(
+                                    "otlp: the traces URL (default "
                                     "http://127.0.0.1:4318/v1/traces; grpc: "
                                     "http://127.0.0.1:4317); zipkin: the spans URL (default "
                                     "http://127.0.0.1:9411/api/v2/spans).")] = None

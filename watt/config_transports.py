@@ -8,6 +8,8 @@ a tagged union on ``type``, so each kind accepts exactly its own keys.
 from __future__ import annotations
 
 import os
+import re
+import urllib.parse
 from typing import Annotated, Literal
 
 import msgspec
@@ -75,7 +77,8 @@ class SyslogTransport(_Queued, frozen=True, tag="syslog"):
 class ElasticsearchTransport(_Queued, frozen=True, tag="elasticsearch"):
     """Batches of lines to the bulk API (`POST {url}/_bulk`, NDJSON)."""
 
-    url: Annotated[str, _doc("The cluster's base URL, e.g. http://127.0.0.1:9200.")]
+    url: Annotated[str, _doc("The cluster's base URL, e.g. http://127.0.0.1:9200.",
+                             pattern=r"^https?://")]
     index: Annotated[str, _doc("Index or data stream; `%Y`, `%m`, `%d` are the line's UTC "
                                "date.")] = "watt-logs"
     username: Annotated[str | None, _doc("Basic auth user (with `password`).")] = None
@@ -102,6 +105,32 @@ class SinkTransport(_Queued, frozen=True, tag="sink"):
 
 LogTransport = (ConsoleTransport | FileTransport | SyslogTransport | ElasticsearchTransport
                 | OpenSearchTransport | SinkTransport)
+
+
+#: A size rotation (``10 MB``, ``500 KiB``, ``1048576``) and the period rotations.
+SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
+PERIODS = {"hourly": "H", "daily": "D", "midnight": "midnight", "weekly": "W0"}
+
+
+def rotation_error(rotation: str) -> str | None:
+    """Why ``rotation`` is unusable, or None (pure; the key path is the caller's)."""
+    if rotation.strip().lower() in PERIODS or SIZE.match(rotation):
+        return None
+    return (f"{rotation!r} is neither a size (`10 MB`) nor a period (hourly, daily, "
+            "midnight, weekly)")
+
+
+def syslog_error(address: str) -> str | None:
+    """Why a syslog ``address`` is unusable, or None (pure)."""
+    parts = urllib.parse.urlsplit(address)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if (parts.scheme == "unix" and parts.path) or (
+            parts.scheme in ("udp", "tcp") and parts.hostname and port):
+        return None
+    return f"{address!r} is not unix:///path, udp://host:port or tcp://host:port"
 
 
 def transport_paths(transports: list, base_dir: str) -> list:

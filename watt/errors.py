@@ -85,7 +85,8 @@ CODES: dict[str, str] = {
     "WATT_BUILD_LOCK_INVALID": "An application's lock or pyproject.toml cannot be read.",
     "WATT_BUILD_MISSING_DEPENDENCY": "`watt build --k8s` needs PyYAML (`watt[deploy]`).",
     "WATT_BUILD_OUT_INVALID": (
-        "`watt build --out` names the project, or a folder that holds no earlier build."
+        "`watt build --out` names the project, a folder that holds no earlier build, a file, "
+        "or a place that cannot be written."
     ),
     "WATT_CACHE_BAD_INVALIDATION": (
         "`watt.cache.invalidate`, `POST /api/v1/cache/invalidate` or `watt cache invalidate` "
@@ -200,8 +201,8 @@ CODES: dict[str, str] = {
     ),
     "WATT_NO_WORKER": "The application has no worker ready (starting, stopping or dead).",
     "WATT_OPENAPI_INVALID": (
-        "The OpenAPI file named by `applications[].openapi` cannot be read or used "
-        "(fails the start)."
+        "The OpenAPI file named by `applications[].openapi` does not exist (found when the "
+        "config is loaded), or cannot be read or used (fails the start)."
     ),
     "WATT_OVERLOADED": (
         "The entrypoint application has `limits.maxConcurrency` requests in flight, or a "
@@ -216,14 +217,15 @@ CODES: dict[str, str] = {
         "The application did not start its response within `limits.requestTimeout` (504)."
     ),
     "WATT_RUNTIME_STATE": "The runtime was used in the wrong state (not started, stopped).",
-    "WATT_TLS_INVALID": "`server.tls`: the certificate or key cannot be read or do not match.",
+    "WATT_TLS_INVALID": "`server.tls`: the certificate or key does not exist (found when the "
+                        "config is loaded), cannot be read, or they do not match.",
     "WATT_TELEMETRY_UNAVAILABLE": (
         "`telemetry.exporter` asks for `otlp` but the OpenTelemetry SDK and OTLP exporter are "
         "not installed (`pip install 'watt[otlp]'`)."
     ),
     "WATT_SERVERLESS_EVENT": (
         "`watt.serverless`: the Lambda event is not an API Gateway (REST, HTTP API) or ALB "
-        "event, or its base64 body is invalid."
+        "event, a field of it has the wrong JSON type, or its base64 body is invalid."
     ),
     "WATT_STREAM_CANCELLED": "The caller of a stream went away (client disconnect).",
     "WATT_STREAM_CLOSED": "A stream was used after it was closed.",

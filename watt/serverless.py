@@ -72,6 +72,36 @@ def _kind(event: dict) -> str:
                     code="WATT_SERVERLESS_EVENT")
 
 
+#: The fields a translation reads, and the JSON type each must have when present.
+_FIELDS = {"httpMethod": str, "path": str, "rawPath": str, "rawQueryString": str,
+           "body": str, "isBase64Encoded": bool, "headers": dict, "multiValueHeaders": dict,
+           "queryStringParameters": dict, "multiValueQueryStringParameters": dict,
+           "requestContext": dict, "cookies": list}
+_JSON = {str: "a string", bool: "a boolean", dict: "an object", list: "an array"}
+
+
+def _check_fields(event: dict) -> None:
+    """A field of the wrong type is the event's fault, named as such (not a traceback
+    from the translation)."""
+    fields = [(name, event.get(name), kind) for name, kind in _FIELDS.items()]
+    http = (event.get("requestContext") or {})
+    if isinstance(http, dict):
+        fields += [("requestContext.http", http.get("http"), dict)]
+    for name, value, kind in fields:
+        if value is not None and not isinstance(value, kind):
+            raise WattError(f"the event's `{name}` is {type(value).__name__}, not "
+                            f"{_JSON[kind]}", code="WATT_SERVERLESS_EVENT")
+
+
+def _bytes(text) -> bytes:
+    """A header as bytes: latin-1 as HTTP/1.1 has it, UTF-8 for what latin-1 cannot hold."""
+    text = str(text)
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
 def _body(event: dict) -> bytes:
     body = event.get("body") or ""
     if event.get("isBase64Encoded"):
@@ -94,6 +124,15 @@ def _pairs(event: dict) -> list[tuple[str, str]]:
 def to_request(event: dict) -> Request:
     """The request an API Gateway v1/v2 or ALB event carries (pure)."""
     kind = _kind(event)
+    _check_fields(event)
+    try:
+        return _request(kind, event)
+    except (AttributeError, TypeError, ValueError) as exc:  # a value inside a field
+        raise WattError(f"the {kind} event has a value of the wrong type: {exc}",
+                        code="WATT_SERVERLESS_EVENT") from None
+
+
+def _request(kind: str, event: dict) -> Request:
     context = event.get("requestContext") or {}
     if kind == "v2":
         http = context.get("http") or {}
@@ -101,11 +140,11 @@ def to_request(event: dict) -> Request:
         if event.get("cookies"):  # v2 moves Cookie headers here, one item per cookie
             pairs = [(k, v) for k, v in pairs if k.lower() != "cookie"]
             pairs.append(("cookie", "; ".join(event["cookies"])))
-        method, path = http.get("method", "GET"), event.get("rawPath") or "/"
+        method, path = http.get("method") or "GET", event.get("rawPath") or "/"
         query, client = event.get("rawQueryString") or "", http.get("sourceIp", "")
     else:
         pairs = _pairs(event)
-        method, path = event.get("httpMethod", "GET"), event.get("path") or "/"
+        method, path = event.get("httpMethod") or "GET", event.get("path") or "/"
         multi = event.get("multiValueQueryStringParameters")
         single = event.get("queryStringParameters") or {}
         items = [(k, v) for k, vs in multi.items() for v in vs or ()] if multi else \
@@ -121,8 +160,8 @@ def to_request(event: dict) -> Request:
     if len(cookies) > 1:  # one Cookie header, as HTTP/1.1 has it (frameworks read one)
         pairs = [(k, v) for k, v in pairs if k.lower() != "cookie"] + \
             [("cookie", "; ".join(cookies))]
-    headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in pairs]
-    return Request(kind, method.upper(), path, query.encode("latin-1"), headers,
+    headers = [(_bytes(k.lower()), _bytes(v)) for k, v in pairs]
+    return Request(kind, method.upper(), path, _bytes(query), headers,
                    _body(event), client or "0.0.0.0",
                    multi=kind != "alb" or "multiValueHeaders" in event)
 

@@ -222,8 +222,12 @@ async def _fatal(channel: Channel, transport, exc: BaseException, default_code: 
     if not isinstance(code, str) or not code.startswith("WATT_"):
         code = default_code
     refused = _refused_module(exc)
-    message = f"{type(exc).__name__}: {exc}"
-    channel.send((p.FATAL, 0, code, message, user_traceback(exc), refused))
+    message, detail = f"{type(exc).__name__}: {exc}", user_traceback(exc)
+    if code == getattr(exc, "code", None) and isinstance(getattr(exc, "message", None), str):
+        message = exc.message  # Watt's own error: its code is sent apart, not twice
+        if '  File "' not in detail:
+            detail = ""  # no frame of the user's code: the message says it all
+    channel.send((p.FATAL, 0, code, message, detail, refused))
     await _flush(transport)
 
 

@@ -1,0 +1,194 @@
+"""Bad input to today's features: each mistake a user makes gets a stable WATT_ code,
+the key path and the config file's line (or the application id), never a traceback
+from Watt's own code nor a silent acceptance.  Pure calls only (load_config, the
+Lambda translation, the build command in-process): no runtime is started."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from support import APPS
+
+from watt.cli import main
+from watt.config import load_config
+from watt.errors import ConfigError, WattError
+from watt.serverless import to_request
+
+BASIC = str(APPS / "basic")
+SECRET = {"secret": "s3cret-s3cret-s3cret"}
+
+
+def _with(extra: dict, app: dict | None = None) -> dict:
+    config = {"applications": [{"id": "api", "path": BASIC, "app": "main:app", **(app or {})}]}
+    config.update(extra)
+    return config
+
+
+# (case, config keys, application keys, code, key path, fragment of the message)
+CONFIG_CASES = [
+    ("redis url of another scheme", {"httpCache": {"redis": {"url": "http://127.0.0.1:6379"}}},
+     None, "WATT_CONFIG_INVALID_TYPE", "httpCache.redis.url", "redis|rediss|unix"),
+    ("cache tags header with a space", {"httpCache": {"cacheTagsHeader": "x cache tags"}}, None,
+     "WATT_CONFIG_INVALID_TYPE", "httpCache.cacheTagsHeader", "regex"),
+    ("cache of an unknown application", {"httpCache": {"applications": ["apj"]}}, None,
+     "WATT_CONFIG_INVALID", "httpCache.applications[0]", "did you mean 'api'"),
+    ("tls certificate that does not exist", {"server": {"tls": {"cert": "c.pem",
+                                                                "key": "k.pem"}}}, None,
+     "WATT_TLS_INVALID", "server.tls.cert", "c.pem does not exist"),
+    ("trusted proxy that is no network", {"server": {"trustedProxies": ["10.0.0.0/33"]}}, None,
+     "WATT_CONFIG_INVALID", "server.trustedProxies[0]", "not an IP address"),
+    ("cors origin without a scheme", {"server": {"cors": {"origin": "example.com"}}}, None,
+     "WATT_CONFIG_INVALID", "server.cors.origin", "is not an origin"),
+    ("cors origin with a final slash", {"server": {"cors": {"origin": ["https://a.test/"]}}},
+     None, "WATT_CONFIG_INVALID", "server.cors.origin[0]", "without a path"),
+    ("application cors origin", {}, {"cors": {"origin": "a.test"}}, "WATT_CONFIG_INVALID",
+     "applications[0].cors.origin", "is not an origin"),
+    ("cors method with a space", {"server": {"cors": {"methods": ["G ET"]}}}, None,
+     "WATT_CONFIG_INVALID_TYPE", "server.cors.methods[0]", "regex"),
+    ("auth route with no way to check", {"auth": {"routes": [{"prefix": "/api"}]}}, None,
+     "WATT_CONFIG_INVALID", "auth.routes[0]", "needs `jwt` or `introspection`"),
+    ("auth public path without /", {"auth": {"routes": [{"prefix": "/", "jwt": SECRET}],
+                                             "publicPaths": ["health"]}}, None,
+     "WATT_CONFIG_INVALID", "auth.publicPaths[0]", "can never match"),
+    ("route public path without /", {"auth": {"routes": [{"prefix": "/", "jwt": SECRET,
+                                                          "publicPaths": ["docs/*"]}]}}, None,
+     "WATT_CONFIG_INVALID", "auth.routes[0].publicPaths[0]", "can never match"),
+    ("public key file that does not exist",
+     {"auth": {"routes": [{"prefix": "/", "jwt": {"publicKey": "keys/jwt.pem"}}]}}, None,
+     "WATT_CONFIG_INVALID", "auth.routes[0].jwt.publicKey", "jwt.pem does not exist"),
+    ("openapi file that does not exist", {}, {"openapi": "spec/openapi.yaml"},
+     "WATT_OPENAPI_INVALID", "applications[0].openapi", "openapi.yaml does not exist"),
+    ("file transport rotation", {"logger": {"transports": [
+        {"type": "file", "path": "w.log", "rotation": "sometimes"}]}}, None,
+     "WATT_CONFIG_INVALID", "logger.transports[0].rotation", "neither a size"),
+    ("logger.file rotation", {"logger": {"file": {"path": "w.log", "rotation": "10 parsecs"}}},
+     None, "WATT_CONFIG_INVALID", "logger.file.rotation", "neither a size"),
+    ("syslog address without a scheme", {"logger": {"transports": [
+        {"type": "syslog", "address": "dev/log"}]}}, None,
+     "WATT_CONFIG_INVALID", "logger.transports[0].address", "is not unix:///path"),
+    ("syslog udp address without a port", {"logger": {"transports": [
+        {"type": "syslog", "address": "udp://logs.test"}]}}, None,
+     "WATT_CONFIG_INVALID", "logger.transports[0].address", "udp://host:port"),
+    ("elasticsearch url without a scheme", {"logger": {"transports": [
+        {"type": "elasticsearch", "url": "127.0.0.1:9200"}]}}, None,
+     "WATT_CONFIG_INVALID_TYPE", "logger.transports[0].url", "https?"),
+    ("zipkin url without a scheme", {"telemetry": {"exporter": {
+        "type": "zipkin", "options": {"url": "127.0.0.1:9411/api/v2/spans"}}}}, None,
+     "WATT_CONFIG_INVALID_TYPE", "telemetry.exporter.options.url", "https?"),
+    ("metrics.otlp endpoint without a scheme", {"metrics": {"otlp": {"endpoint": "collector"}}},
+     None, "WATT_CONFIG_INVALID_TYPE", "metrics.otlp.endpoint", "https?"),
+    ("pushgateway url without a scheme", {"metrics": {"push": {"url": "127.0.0.1:9091"}}}, None,
+     "WATT_CONFIG_INVALID_TYPE", "metrics.push.url", "https?"),
+    ("span batch larger than the queue", {"telemetry": {"batch": {
+        "maxQueueSize": 10, "maxExportBatchSize": 100}}}, None,
+     "WATT_CONFIG_INVALID", "telemetry.batch.maxExportBatchSize", "larger than `maxQueueSize`"),
+    ("fewer max replicas than replicas", {"deploy": {"replicas": 5, "maxReplicas": 2}}, None,
+     "WATT_CONFIG_INVALID", "deploy.maxReplicas", "fewer than `replicas`"),
+    ("image that is no image reference", {"deploy": {"image": "My Shop:latest"}}, None,
+     "WATT_CONFIG_INVALID_TYPE", "deploy.image", "regex"),
+]
+
+
+@pytest.mark.parametrize(("extra", "app", "code", "key", "fragment"),
+                         [case[1:] for case in CONFIG_CASES],
+                         ids=[case[0] for case in CONFIG_CASES])
+def test_a_config_mistake_names_its_code_key_and_line(tmp_path: Path, extra, app, code, key,
+                                                      fragment) -> None:
+    file = tmp_path / "watt.json"
+    file.write_text(json.dumps(_with(extra, app), indent=2))
+    with pytest.raises(ConfigError) as info:
+        load_config(file, env={})
+    error = info.value
+    assert (error.code, error.key) == (code, key), str(error)
+    assert error.file == str(file) and error.line, str(error)
+    assert f"`{key}`" in str(error) and fragment in str(error), str(error)
+    if code == "WATT_OPENAPI_INVALID":
+        assert error.app_id == "api" and "application 'api'" in str(error)
+
+
+def test_the_same_sections_written_right_load(tmp_path: Path) -> None:
+    """The checks above refuse only mistakes: the right forms of each load."""
+    for name in ("c.pem", "k.pem", "jwt.pem"):
+        (tmp_path / name).write_text("-----BEGIN X-----\n-----END X-----\n")
+    app_folder = tmp_path / "api"
+    app_folder.mkdir()
+    (app_folder / "openapi.json").write_text("{}")
+    config = {
+        "applications": [{"id": "api", "path": "api", "openapi": "openapi.json",
+                          "cors": {"origin": ["https://a.test", "http://localhost:5173"]}}],
+        "server": {"tls": {"cert": "c.pem", "key": "k.pem"},
+                   "trustedProxies": ["10.0.0.0/8", "::1", "*"],
+                   "cors": {"origin": "*", "methods": ["GET", "PATCH"]}},
+        "httpCache": {"applications": ["api"], "redis": {"url": "unix:///run/redis.sock"}},
+        "auth": {"routes": [{"prefix": "/", "jwt": {"publicKey": "jwt.pem"},
+                             "publicPaths": ["/docs/*"]}], "publicPaths": ["/health"]},
+        "logger": {"transports": [{"type": "file", "path": "w.log", "rotation": "500 KiB"},
+                                  {"type": "syslog", "address": "udp://[::1]:514"}]},
+        "telemetry": {"exporter": {"type": "zipkin",
+                                   "options": {"url": "http://127.0.0.1:9411/api/v2/spans"}}},
+        "deploy": {"image": "ghcr.io/acme/shop:V1.2", "replicas": 2, "maxReplicas": 2},
+    }
+    (tmp_path / "watt.json").write_text(json.dumps(config))
+    loaded = load_config(tmp_path / "watt.json", env={})
+    assert loaded.config.deploy.image == "ghcr.io/acme/shop:V1.2"
+
+
+# -- Lambda events of an unknown shape (watt.serverless, what make_handler's handler calls) --
+EVENT_CASES = [
+    ("headers as a list", {"httpMethod": "GET", "headers": [["a", "b"]]},
+     "`headers` is list, not an object"),
+    ("body as an object", {"httpMethod": "POST", "body": {"a": 1}},
+     "`body` is dict, not a string"),
+    ("base64 body that is a number", {"httpMethod": "POST", "body": 5, "isBase64Encoded": True},
+     "`body` is int"),
+    ("method as a number", {"httpMethod": 3}, "`httpMethod` is int"),
+    ("path as a number", {"httpMethod": "GET", "path": 5}, "`path` is int"),
+    ("query as a string", {"httpMethod": "GET", "queryStringParameters": "a=b"},
+     "`queryStringParameters` is str"),
+    ("requestContext as a string", {"httpMethod": "GET", "requestContext": "x"},
+     "`requestContext` is str"),
+    ("v2 http as a string", {"version": "2.0", "rawPath": "/", "requestContext": {"http": "x"}},
+     "`requestContext.http` is str"),
+    ("multi-value header that is a number", {"httpMethod": "GET",
+                                             "multiValueHeaders": {"a": 5}},
+     "the v1 event has a value of the wrong type"),
+    ("v2 cookies that are numbers", {"version": "2.0", "rawPath": "/", "cookies": [1]},
+     "the v2 event has a value of the wrong type"),
+    ("alb client address as a number", {"httpMethod": "GET", "requestContext": {"elb": {}},
+                                        "headers": {"x-forwarded-for": 5}},
+     "the alb event has a value of the wrong type"),
+]
+
+
+@pytest.mark.parametrize(("event", "fragment"), [case[1:] for case in EVENT_CASES],
+                         ids=[case[0] for case in EVENT_CASES])
+def test_a_lambda_event_of_an_unknown_shape_is_a_serverless_error(event, fragment) -> None:
+    with pytest.raises(WattError) as info:
+        to_request(event)
+    assert info.value.code == "WATT_SERVERLESS_EVENT" and fragment in str(info.value)
+
+
+def test_lambda_headers_latin1_cannot_hold_go_as_utf8() -> None:
+    request = to_request({"httpMethod": "GET", "headers": {"x-name": "Zoë €"}})
+    assert (b"x-name", "Zoë €".encode()) in request.headers
+    assert to_request({"httpMethod": None}).method == "GET"  # null: the default, as absent
+
+
+# -- watt build --out onto something that is not a folder --------------------------------
+@pytest.mark.parametrize(("out", "fragment"), [
+    ("afile", "is a file, not a folder"),
+    ("afile/sub", "cannot write there"),
+])
+def test_build_out_that_cannot_be_a_folder(tmp_path: Path, out: str, fragment: str) -> None:
+    (tmp_path / "watt.json").write_text(json.dumps(_with({})))
+    (tmp_path / "afile").write_text("not a folder")
+    result = CliRunner().invoke(main, ["build", "--container", "-c",
+                                       str(tmp_path / "watt.json"),
+                                       "--out", str(tmp_path / out)])
+    assert result.exit_code == 1, result.output
+    assert "WATT_BUILD_OUT_INVALID" in result.output and fragment in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert (tmp_path / "afile").read_text() == "not a folder"

@@ -1,0 +1,141 @@
+"""Rules across keys of today's sections that msgspec cannot express.
+
+Run by :func:`watt.config.load_config` once the config is decoded and its
+applications resolved, so ``watt config`` finds these mistakes too, not only
+``watt start`` (after the applications have started), and every error names the
+key path and the file's line: a TLS or OpenAPI file that does not exist, an
+origin no browser sends, a ``publicPaths`` entry that can never match, an id
+``httpCache.applications`` does not know, a syslog address or a rotation Watt
+cannot use, numbers that contradict each other.  Only cheap checks here: no
+import of an application, no network, no parsing of a PEM file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+
+from watt.config_auth import check_auth
+from watt.config_transports import FileTransport, SyslogTransport, rotation_error, syslog_error
+from watt.errors import ConfigError
+
+#: What a browser sends in ``Origin``: scheme://host[:port], no path, no slash at the end.
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s]+$", re.IGNORECASE)
+
+
+def check_config(config, apps: list, base_dir: str, src) -> None:
+    """Raise the first problem as a :class:`ConfigError` with key path and line."""
+    for rule in (_edge, _auth, _cache, _openapi, _logger, _numbers):
+        for code, key, message, *app_id in rule(config, apps, base_dir):
+            error = src.error(code, key, f"`{key}`: {message}")
+            error.app_id = app_id[0] if app_id else None
+            raise error
+
+
+def _edge(config, apps, base_dir):
+    server = config.server
+    if server.tls is not None:
+        for name in ("cert", "key"):
+            path = os.path.join(base_dir, getattr(server.tls, name))
+            if not os.path.isfile(path):
+                yield "WATT_TLS_INVALID", f"server.tls.{name}", f"{path} does not exist"
+    for i, entry in enumerate(server.trusted_proxies):
+        if entry != "*" and not _network(entry):
+            yield ("WATT_CONFIG_INVALID", f"server.trustedProxies[{i}]",
+                   f"{entry!r} is not an IP address, a CIDR network or '*'")
+    corses = [("server.cors", server.cors)] + [
+        (f"applications[{i}].cors", app.cors) for i, app in enumerate(config.applications)]
+    for key, cors in corses:
+        if cors is None or isinstance(cors, bool):
+            continue
+        origins = [cors.origin] if isinstance(cors.origin, str) else cors.origin
+        for j, origin in enumerate(origins):
+            if origin != "*" and not _ORIGIN.match(origin):
+                where = f"{key}.origin" if isinstance(cors.origin, str) else f"{key}.origin[{j}]"
+                yield ("WATT_CONFIG_INVALID", where, f"{origin!r} is not an origin: write "
+                       "scheme://host[:port] without a path or a final '/' (as browsers send "
+                       "it, e.g. https://example.com), or '*'")
+
+
+def _network(entry: str) -> bool:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _auth(config, apps, base_dir):
+    auth = config.auth
+    if auth is None:
+        return
+    try:
+        check_auth(auth)
+    except ConfigError as exc:
+        yield exc.code, exc.key, exc.message
+    paths = [("auth.publicPaths", auth.public_paths)] + [
+        (f"auth.routes[{i}].publicPaths", r.public_paths) for i, r in enumerate(auth.routes)]
+    for key, entries in paths:
+        for j, path in enumerate(entries):
+            if not path.startswith("/"):
+                yield ("WATT_CONFIG_INVALID", f"{key}[{j}]", f"{path!r} can never match a "
+                       "request path: start it with '/' (exact, or ending in '/*')")
+    for i, route in enumerate(auth.routes):
+        key = route.jwt and route.jwt.public_key
+        if key and "-----BEGIN" not in key and not os.path.isfile(os.path.join(base_dir, key)):
+            yield ("WATT_CONFIG_INVALID", f"auth.routes[{i}].jwt.publicKey",
+                   f"{os.path.join(base_dir, key)} does not exist (give a PEM file relative to "
+                   "the config file, or the PEM text itself)")
+
+
+def _cache(config, apps, base_dir):
+    cache = config.http_cache
+    if cache is None or cache.applications is None:
+        return
+    ids = [app.id for app in apps]
+    for i, app_id in enumerate(cache.applications):
+        if app_id not in ids:
+            close = difflib.get_close_matches(app_id, ids, n=1)
+            yield ("WATT_CONFIG_INVALID", f"httpCache.applications[{i}]",
+                   f"{app_id!r} is no application" + (f"; did you mean {close[0]!r}?"
+                                                      if close else "")
+                   + f" (known ids: {', '.join(ids)})")
+
+
+def _openapi(config, apps, base_dir):
+    for i, app in enumerate(apps[:len(config.applications)]):
+        setting = getattr(app, "openapi", None)
+        if isinstance(setting, str) and not setting.startswith("/") and \
+                not os.path.isfile(path := os.path.join(app.path, setting)):
+            yield ("WATT_OPENAPI_INVALID", f"applications[{i}].openapi",
+                   f"{path} does not exist (a file is relative to the application's folder; "
+                   "a path the application serves starts with '/')", app.id)
+
+
+def _logger(config, apps, base_dir):
+    logger = config.logger
+    if logger.file is not None and (message := rotation_error(logger.file.rotation)):
+        yield "WATT_CONFIG_INVALID", "logger.file.rotation", message
+    for i, transport in enumerate(logger.transports or ()):
+        key = f"logger.transports[{i}]"
+        if isinstance(transport, FileTransport) and (
+                message := rotation_error(transport.rotation)):
+            yield "WATT_CONFIG_INVALID", f"{key}.rotation", message
+        if isinstance(transport, SyslogTransport) and (
+                message := syslog_error(transport.address)):
+            yield "WATT_CONFIG_INVALID", f"{key}.address", message
+
+
+def _numbers(config, apps, base_dir):
+    telemetry = config.telemetry
+    batch = getattr(telemetry, "batch", None)
+    if batch is not None and batch.max_export_batch_size > batch.max_queue_size:
+        yield ("WATT_CONFIG_INVALID", "telemetry.batch.maxExportBatchSize",
+               f"{batch.max_export_batch_size} is larger than `maxQueueSize` "
+               f"({batch.max_queue_size}): a batch is taken from the queue")
+    deploy = config.deploy
+    if deploy.max_replicas < deploy.replicas:
+        yield ("WATT_CONFIG_INVALID", "deploy.maxReplicas",
+               f"{deploy.max_replicas} is fewer than `replicas` ({deploy.replicas})")
