@@ -248,9 +248,33 @@ def test_the_document_is_fetched_again_when_the_application_restarts(tmp_path):
 
         version.write_text("none")  # the re-fetch fails: the "str" document stays
         rt._call(rt.runtime.restart("versions"))
-        wait_for(lambda: any("could not be fetched again" in r["msg"]
+        wait_for(lambda: any("could not be loaded again" in r["msg"]
                              for r in rt.logs(app="versions")))
         assert client.get("/items/seven").json()["version"] == "none"
         version.write_text("int")
         rt._call(rt.runtime.restart("versions"))
         wait_for(lambda: client.get("/items/seven").status_code == 400)
+
+
+def _items_document(kind: str) -> str:
+    return json.dumps({"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {
+        "/items/{item_id}": {"get": {"parameters": [{
+            "name": "item_id", "in": "path", "required": True, "schema": {"type": kind}}],
+            "responses": {"200": {"description": "ok"}}}}}})
+
+
+def test_a_document_file_is_read_again_when_the_application_restarts(tmp_path):
+    document = tmp_path / "openapi.json"
+    document.write_text(_items_document("integer"))
+    relative = os.path.relpath(document, APPS / "edge_echo")  # "/..." would be a URL path
+    config = {"applications": [app_config("echo", "edge_echo", openapi=relative)]}
+    with RuntimeHandle(config) as rt, httpx.Client(base_url=rt.url, timeout=30) as client:
+        assert violations(client.get("/items/seven"))[0]["name"] == "item_id"
+        document.write_text(_items_document("string"))
+        rt._call(rt.runtime.restart("echo"))
+        wait_for(lambda: client.get("/items/seven").status_code == 200)
+        document.write_text("{not json")  # unreadable now: the "string" document stays
+        rt._call(rt.runtime.restart("echo"))
+        wait_for(lambda: any("could not be loaded again" in r["msg"] and "not valid JSON"
+                             in r["msg"] for r in rt.logs(app="echo")))
+        assert client.get("/items/seven").status_code == 200

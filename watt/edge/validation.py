@@ -91,15 +91,16 @@ async def fetch_document(runtime, app_id: str, path: str) -> dict | None:
 class ValidationStage(Stage):
     """Per application id, a compiled document (:class:`~watt.edge.openapi_spec.Spec`)."""
 
-    def __init__(self, info, specs: dict, fetch: dict) -> None:
+    def __init__(self, info, specs: dict, fetch: dict, files: dict | None = None) -> None:
         self.info = info
         self.specs = specs  # app id -> Spec
         self.fetch = fetch  # app id -> paths to try, loaded by load()
-        self.sources = dict(fetch)  # the same, kept: fetched again when an app restarts
+        # app id -> paths to fetch or a file to read: again when the app restarts
+        self.sources = {**(files or {}), **fetch}
         self._loading: asyncio.Task | None = None
         self._refreshing: dict[str, asyncio.Task] = {}
         pools = getattr(getattr(info, "runtime", None), "pools", {})
-        for app_id in fetch:  # a restarted application may publish a new document
+        for app_id in self.sources:  # a restarted application may have a new document
             if app_id in pools:
                 pools[app_id].ready_hooks.append(self.app_ready)
         if fetch:
@@ -161,12 +162,19 @@ class ValidationStage(Stage):
         """Fetch and compile ``app_id``'s document again and swap it in (one dict
         assignment: a request sees the old or the new one whole); when that fails
         the old one stays in use and a warning names the application."""
-        spec, found = await self._fetch(app_id, self.sources[app_id])
+        source = self.sources[app_id]
+        if isinstance(source, str):  # a file: read again (it may have changed too)
+            try:
+                spec, found = compile_file(source, app_id), os.path.basename(source)
+            except ConfigError as exc:
+                spec, found = None, str(exc)
+        else:
+            spec, found = await self._fetch(app_id, source)
         log = logger.bind(app=app_id)
         if spec is None:
             kept = "the previous document" if app_id in self.specs else "no document"
             log.warning(f"validation: {app_id!r} restarted but its OpenAPI document could not "
-                        f"be fetched again ({found or 'none published'}); requests to it are "
+                        f"be loaded again ({found or 'none published'}); requests to it are "
                         f"checked against {kept}")
             return
         self.specs[app_id] = spec
@@ -227,7 +235,7 @@ def targets(info) -> list[str]:
 
 def factory(config, info) -> ValidationStage | None:
     """The stage, or None when no reachable application has validation on."""
-    specs, fetch = {}, {}
+    specs, fetch, files = {}, {}, {}
     for app_id in targets(info):
         app = info.apps[app_id]
         setting = getattr(app, "openapi", True)
@@ -241,8 +249,9 @@ def factory(config, info) -> ValidationStage | None:
         elif setting.startswith("/"):
             fetch[app_id] = (setting,)
         else:
+            files[app_id] = os.path.join(app.path, setting)
             try:
-                specs[app_id] = compile_file(os.path.join(app.path, setting), app_id)
+                specs[app_id] = compile_file(files[app_id], app_id)
             except ConfigError as exc:  # where in the config, as a load error would say
                 ids = [a.id for a in getattr(config, "applications", ())]
                 exc.file = exc.file or getattr(config, "file", None)
@@ -254,7 +263,7 @@ def factory(config, info) -> ValidationStage | None:
         return None
     if fetch and getattr(info, "runtime", None) is None:
         fetch = {}  # no runtime to fetch through (a unit test of files only)
-    return ValidationStage(info, specs, fetch)
+    return ValidationStage(info, specs, fetch, files)
 
 
 register_stage("validation", factory)
