@@ -233,12 +233,13 @@ def test_object_parameters_spread_over_keys_are_left_to_the_application():
 
 
 def test_the_document_is_fetched_again_when_the_application_restarts(tmp_path):
-    """A restart (as `watt restart` and `watt dev` do it) brings a new document: the edge
-    checks against it; when the restarted app publishes none, the old one stays."""
+    """A restart (as `watt restart` and `watt dev` do it, or after a crash) brings a new
+    document: the edge checks against it; when the restarted app publishes none, the
+    old one stays."""
     version = tmp_path / "version"
     version.write_text("int")
-    config = {"applications": [app_config("versions", "edge_fastapi_versions",
-                                          env={"DOC_VERSION_FILE": str(version)})]}
+    config = {"restartOnError": 50, "applications": [app_config(
+        "versions", "edge_fastapi_versions", env={"DOC_VERSION_FILE": str(version)})]}
     with RuntimeHandle(config) as rt, httpx.Client(base_url=rt.url, timeout=30) as client:
         assert violations(client.get("/items/seven"))[0]["name"] == "item_id"
         version.write_text("str")
@@ -254,6 +255,10 @@ def test_the_document_is_fetched_again_when_the_application_restarts(tmp_path):
         version.write_text("int")
         rt._call(rt.runtime.restart("versions"))
         wait_for(lambda: client.get("/items/seven").status_code == 400)
+
+        version.write_text("str")  # a crash restart picks it up too
+        assert client.get("/crash").status_code == 502
+        wait_for(lambda: client.get("/items/seven").status_code == 200)
 
 
 def _items_document(kind: str) -> str:

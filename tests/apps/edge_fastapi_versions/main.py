@@ -1,6 +1,6 @@
 """A FastAPI app whose OpenAPI document depends on a file read at import, so it changes
 between starts: the file names the type of ``item_id`` (``int`` or ``str``), or is
-``none`` for an app that publishes no document."""
+``none`` for an app that publishes no document; ``/crash`` ends its worker."""
 
 import os
 
@@ -10,6 +10,11 @@ with open(os.environ["DOC_VERSION_FILE"], encoding="utf-8") as fh:
     VERSION = fh.read().strip()
 
 app = FastAPI(openapi_url=None if VERSION == "none" else "/openapi.json")
+
+
+@app.get("/crash")
+async def crash():
+    os._exit(1)  # the worker dies: the runtime restarts it (restartOnError)
 
 if VERSION == "int":
     @app.get("/items/{item_id}")
