@@ -6,8 +6,6 @@ this command only asks for it over the management socket.
 
 from __future__ import annotations
 
-import webbrowser
-
 import click
 
 
@@ -46,6 +44,8 @@ def admin(pid: int | None, hostname: str | None, port: int | None, open_browser:
         state = _api(target, "POST", "/dashboard", where)
         click.echo(state["url"])
         if open_browser:
+            import webbrowser  # here: every watt command imports this module
+
             webbrowser.open(state["url"])
 
     run()

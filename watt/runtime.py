@@ -19,6 +19,7 @@ from pathlib import Path
 import msgspec
 from loguru import logger
 
+from . import prefetch
 from .capability import Capability, discover
 from .channel.message import Response
 from .config import ApplicationConfig, Config, LoadedConfig, load_config
@@ -101,9 +102,11 @@ class Runtime:
         self.metrics.labels = dict(self.config.metrics.labels)
         self.metrics.interval = self.config.metrics.collection_interval / 1000
         self.metrics.sources = [self._connection_families, self._telemetry_families]
-        # A dashboard without `telemetry` still records spans, for its traces view only.
-        telemetry = self.config.telemetry = dashboard_telemetry(
-            dashboard_settings(self.config), self.config.telemetry)
+        # A dashboard without `telemetry` still records spans, for its traces view only
+        # (none without the management API it serves: Runtime(management=False)).
+        dashboard = dashboard_settings(self.config) if self._management_enabled else None
+        telemetry = self.config.telemetry = dashboard_telemetry(dashboard,
+                                                                self.config.telemetry)
         if telemetry is not None and telemetry.enabled:
             self.tracing = SpanSink(telemetry)
         self._start_cache()
@@ -114,8 +117,11 @@ class Runtime:
             pools = [self._make_pool(app, capabilities) for app in self.config.applications]
             entry = self.config.entrypoint
             services = [pool for pool in pools if pool.id != entry]
+            prefetching = prefetch.start(prefetch.modules_after_workers(
+                self.config, self._engine_name, self._management_wanted()))
             await self._start_pools(services)
             await self._start_pools([pool for pool in pools if pool.id == entry])
+            await prefetch.finish(prefetching)
             server = self.config.server
             host = self._hostname or server.hostname
             port = server.port if self._port is None else self._port
@@ -152,19 +158,23 @@ class Runtime:
         if self.config.health.enabled:
             self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
         management = self.config.management_api
-        if self._management_enabled and (management is True or (
-                not isinstance(management, bool) and management.enabled)):
+        if self._management_wanted():
             from .management import ManagementServer
 
             self.management = ManagementServer(
                 self, tcp=None if isinstance(management, bool) else management)
             await self.management.start()
-        if (dashboard := dashboard_settings(self.config)) is not None:
+        if dashboard is not None:
             from .management.dashboard import start_configured
 
             await start_configured(self, dashboard)
         logger.info(f"entrypoint {entry!r} listening at {self.url} ({self._engine.name})")
         return self.url
+
+    def _management_wanted(self) -> bool:
+        management = self.config.management_api
+        return self._management_enabled and (management is True or (
+            not isinstance(management, bool) and management.enabled))
 
     async def _start_pools(self, pools: list[AppPool]) -> None:
         for pool in pools:

@@ -13,9 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
-from ..observability.metrics import as_json
 from ..worker.telemetry import LEVELS
 from .api import ManagementApp, Reply, Request, bad_request, route
 from .openapi import json_response
@@ -62,6 +59,11 @@ async def metrics(api: ManagementApp, request: Request):
     fmt = _arg(request, "format", "prometheus")
     if fmt not in ("prometheus", "json"):
         raise bad_request(f"format must be prometheus or json, not {fmt!r}")
+    # Imported here: prometheus_client is not loaded at start, only when asked for metrics.
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+    from ..observability.metrics_families import as_json
+
     text = await api.runtime.metrics.exposition()
     if fmt == "json":
         return as_json(text.decode())

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.abc
 import importlib.util
 import sys
 import threading
@@ -269,8 +268,15 @@ def run_sync(coro_fn, *args):
 
 
 # -- import hook ---------------------------------------------------------------------
-class _PatchFinder(importlib.abc.MetaPathFinder):
-    """Applies a client patch right after that client's module is imported."""
+class _PatchFinder:
+    """Applies a client patch right after that client's module is imported.
+
+    A meta path finder needs only ``find_spec``; not subclassing
+    ``importlib.abc.MetaPathFinder`` keeps importlib.abc (with importlib.resources,
+    tempfile, zipfile, ...) out of every worker's start."""
+
+    def invalidate_caches(self) -> None:
+        """Nothing cached (``importlib.invalidate_caches`` calls it)."""
 
     def find_spec(self, name, path=None, target=None):
         patch = _PATCHES.get(name)
