@@ -5,16 +5,20 @@ Lambda translation, the build command in-process): no runtime is started."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 from click.testing import CliRunner
 from support import APPS
 
 from watt.cli import main
 from watt.config import load_config
+from watt.config_telemetry import LoggerConfig
 from watt.errors import ConfigError, WattError
+from watt.observability.logging import LogHub
 from watt.serverless import to_request
 
 BASIC = str(APPS / "basic")
@@ -192,3 +196,30 @@ def test_build_out_that_cannot_be_a_folder(tmp_path: Path, out: str, fragment: s
     assert "WATT_BUILD_OUT_INVALID" in result.output and fragment in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert (tmp_path / "afile").read_text() == "not a folder"
+
+
+# -- a log transport whose destination is unreachable ------------------------------------
+def test_a_dead_log_transport_is_reported_on_stderr_when_no_console_shows_it(tmp_path: Path,
+                                                                              capfd) -> None:
+    """With `transports` and no console, a warning through the logger would go only to the
+    dead transport itself: it is written to stderr instead (it was lost before)."""
+    config = msgspec.convert({"transports": [{"type": "syslog", "flushInterval": 10,
+                                              "address": f"unix://{tmp_path}/no.sock"}]},
+                             LoggerConfig)
+
+    async def run() -> LogHub:  # in a running loop, as the runtime configures it
+        hub = LogHub()
+        hub.configure(config)
+        hub.write("info", json.dumps({"level": "info", "msg": "lost?"}))
+        for _ in range(500):
+            if hub.outputs[0].failed:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # a warning handed to the loop would run here
+        return hub
+
+    hub = asyncio.run(run())
+    failed = hub.outputs[0].failed
+    hub.close()
+    assert failed == 1
+    assert "log transport 'syslog' failed" in capfd.readouterr().err

@@ -88,9 +88,10 @@ class BatchWorker:
         self._thread.join(timeout)
 
 
-def loop_reporter(prefix: str) -> Callable[[Exception], None]:
+def loop_reporter(prefix: str, stderr: bool = False) -> Callable[[Exception], None]:
     """An ``on_error`` that logs a warning on the running loop's thread (the log hub is
-    not thread-safe), or to stderr when there is no loop to hand it to."""
+    not thread-safe), or to stderr when there is no loop to hand it to, or always
+    (``stderr``: a log transport's failure, when no console would show the warning)."""
     import asyncio
     import sys
 
@@ -103,7 +104,7 @@ def loop_reporter(prefix: str) -> Callable[[Exception], None]:
 
     def report(exc: Exception) -> None:
         message = f"{prefix}: {exc}"
-        if loop is not None and not loop.is_closed():
+        if loop is not None and not loop.is_closed() and not stderr:
             try:
                 loop.call_soon_threadsafe(logger.warning, message)
                 return

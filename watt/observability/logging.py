@@ -102,7 +102,7 @@ class LogHub:
                     seen[kind] = seen.get(kind, 0) + 1
                     name = transport.name or (kind if seen[kind] == 1 else f"{kind}{seen[kind]}")
                     outputs.append(make_transport(transport, index, name, level, loop_reporter(
-                        f"log transport {name!r} failed")))
+                        f"log transport {name!r} failed", stderr=not self.console)))
         except BaseException:
             for output in outputs:
                 output.close()
