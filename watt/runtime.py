@@ -259,7 +259,7 @@ class Runtime:
         listener closes and new connections are refused."""
         delay = self.config.config.deploy.drain_delay / 1000 if self.config else 0
         if delay > 0:
-            retire = getattr(self._engine, "retire", None)  # the watt engine's
+            retire = getattr(self._engine, "retire", None)  # connection: close from now on
             if retire is not None:
                 retire()
             logger.info(f"draining: /ready answers 503, the listener closes in {delay:g} s")
