@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
 from pathlib import Path
 
 import msgspec
@@ -223,3 +225,24 @@ def test_a_dead_log_transport_is_reported_on_stderr_when_no_console_shows_it(tmp
     hub.close()
     assert failed == 1
     assert "log transport 'syslog' failed" in capfd.readouterr().err
+
+
+# -- a trace collector that is down does not hold a stop for exportTimeout ---------------
+def test_stopping_with_the_otlp_collector_down_takes_the_grace_not_the_export_timeout(
+        ) -> None:
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                        reason="the otlp extra is not installed")
+    from watt.observability.tracing import CLOSE_GRACE, OtlpExporter
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    exporter = OtlpExporter(f"http://127.0.0.1:{port}/v1/traces", {})  # exportTimeout 30 s
+    span = json.dumps({"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "GET /",
+                       "kind": "SERVER", "startTimeUnixNano": 10_000,
+                       "endTimeUnixNano": 20_000, "attributes": {}, "events": []})
+    exporter.export(json.dumps({"service.name": "svc"}), (span,))
+    started = time.monotonic()
+    exporter.close()  # the SDK retries with back-off until told to stop
+    assert time.monotonic() - started < CLOSE_GRACE + 3
+    assert exporter.worker.failed == 1  # counted as lost, not silently gone

@@ -114,6 +114,10 @@ class _Batched:
         self.worker.close(self.timeout)
 
 
+#: Seconds a stopping runtime lets the OTLP exporter retry a collector that is down.
+CLOSE_GRACE = 2.0
+
+
 class OtlpExporter(_Batched):
     """OTLP over HTTP/protobuf or gRPC, through the OpenTelemetry SDK's span exporters."""
 
@@ -183,8 +187,12 @@ class OtlpExporter(_Batched):
             start_time=span["startTimeUnixNano"], end_time=span["endTimeUnixNano"])
 
     def close(self) -> None:
-        super().close()  # exports what is still queued
-        self._exporter.shutdown()
+        """Export what is still queued; a collector that is down is retried for
+        :data:`CLOSE_GRACE` seconds, not the whole ``exportTimeout`` (the SDK's
+        back-off held every stop for 30 s), then the SDK's retries are ended."""
+        self.worker.close(min(self.timeout, CLOSE_GRACE))
+        self._exporter.shutdown()  # wakes the SDK's back-off wait: no more retries
+        self.worker.close(self.timeout)
 
 
 class ZipkinExporter(_Batched):
