@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from support import APPS
 
+from watt.cache import invalidation_key
 from watt.cli import main
 from watt.config import load_config
 from watt.config_telemetry import LoggerConfig
@@ -246,3 +247,22 @@ def test_stopping_with_the_otlp_collector_down_takes_the_grace_not_the_export_ti
     exporter.close()  # the SDK retries with back-off until told to stop
     assert time.monotonic() - started < CLOSE_GRACE + 3
     assert exporter.worker.failed == 1  # counted as lost, not silently gone
+
+
+# -- cache invalidation keys no request can have (API, `watt cache invalidate`, watt.cache) --
+@pytest.mark.parametrize("url", ["http://api.plt.local/x y", "http://[::1/",
+                                 "http://api.plt.local:99999/", "http://a\tb/", "/relative",
+                                 "api.plt.local/x"])
+def test_an_invalidation_key_no_request_can_have_is_refused(url: str) -> None:
+    with pytest.raises(WattError) as info:
+        invalidation_key(url)
+    assert info.value.code == "WATT_CACHE_BAD_INVALIDATION"
+
+
+@pytest.mark.parametrize(("url", "key"), [
+    ("https://Example.COM:443/a?b=1", "https://example.com/a?b=1"),
+    ("http://[::1]:8080/x", "http://[::1]:8080/x"),
+    ("http://127.0.0.1:3042/p%20q", "http://127.0.0.1:3042/p%20q"),
+])
+def test_an_invalidation_key_a_request_can_have_is_normalized(url: str, key: str) -> None:
+    assert invalidation_key(url) == key

@@ -87,6 +87,22 @@ def normalize_url(url: str) -> str:
     return f"{scheme}://{host}{path or '/'}" + (f"?{query}" if query else "")
 
 
+_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9._~%!$&'()*+,;=-]+)(?::([0-9]{1,5}))?")
+
+
+def invalidation_key(url: str) -> str:
+    """:func:`normalize_url` for a URL given to drop: one no request can have (a space,
+    a bad host or port) is refused, since it would silently drop nothing."""
+    key = normalize_url(url)
+    host = _HOST.fullmatch(key.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0])
+    if host is None or int(host[2] or 0) > 65535 or any(c.isspace() or ord(c) < 32
+                                                         for c in url):
+        raise WattError(f"{url!r} is not a URL a request could have (a space or control "
+                        "character, or a bad host or port): percent-encode the path "
+                        "(%20) as clients send it", code="WATT_CACHE_BAD_INVALIDATION")
+    return key
+
+
 def _strings(values, name: str) -> tuple[str, ...]:
     if values is None:
         return ()
@@ -109,7 +125,7 @@ def _send(channel, frame: tuple) -> None:
 def invalidate(keys=None, tags=None) -> None:
     """Drop cached responses: ``keys`` are URLs (both their GET and HEAD responses,
     every ``Vary`` variant), ``tags`` drop every response carrying any of them."""
-    keys = tuple(normalize_url(k) for k in _strings(keys, "keys"))
+    keys = tuple(invalidation_key(k) for k in _strings(keys, "keys"))
     tags = _strings(tags, "tags")
     if not keys and not tags:
         return

@@ -216,7 +216,7 @@ async def inject(api: ManagementApp, request: Request) -> dict:
                                      "Error")},
        tags=["cache"])
 async def cache_invalidate(api: ManagementApp, request: Request) -> Reply | dict:
-    from ..cache import normalize_url
+    from ..cache import invalidation_key
     from ..errors import WattError
 
     body = request.json(default=None)
@@ -227,7 +227,7 @@ async def cache_invalidate(api: ManagementApp, request: Request) -> Reply | dict
         raise bad_request('the body must be {"keys": [URL, ...], "tags": [TAG, ...]} '
                           "(non-empty strings; both optional)")
     try:
-        keys = [normalize_url(key) for key in body.get("keys", [])]
+        keys = [invalidation_key(key) for key in body.get("keys", [])]
     except WattError as exc:
         raise bad_request(exc.message) from exc
     cache = api.runtime.cache
