@@ -121,6 +121,10 @@ def test_overlay_errors_name_the_overlay_file_line_and_key(project: Path):
     err = production_error(project, '{"applications": [{"id": "new"}]}')  # no path
     assert (err.code, err.file, err.key) == (
         "WATT_CONFIG_MISSING_KEY", str(overlay), "applications[0].path")
+    err = production_error(project, '{"applications": [{"id": "apj", "workers": 2}]}')
+    assert (err.code, err.key, err.line) == ("WATT_CONFIG_MISSING_KEY", "applications[0].path", 1)
+    assert "id 'apj' names no entry of the base file" in err.message
+    assert "did you mean 'api'?" in err.message and "needs `path`" in err.message
     err = production_error(project, '{"applications": [{"workers": 2}]}')  # no id
     assert (err.code, err.key) == ("WATT_CONFIG_MISSING_KEY", "applications[0].id")
     err = production_error(project, '{"server": ')

@@ -19,6 +19,7 @@ and key path.  Merge rules (pure, tested without any file):
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -104,6 +105,13 @@ def _merge_by(base: list, overlay: list, by: str, path: str, origin: str,
         if not isinstance(item, dict) or by not in item:
             raise _MissingId(there, by)
         i = index.get(item[by])
+        if i is None and "path" not in item:  # a typo of an id, most likely
+            known = [str(k) for k in index if k is not None]
+            close = difflib.get_close_matches(str(item[by]), known, n=1)
+            raise _MissingId(there, by, f"`{there}`: {by} {item[by]!r} names no entry of "
+                             f"the base file ({', '.join(known) or 'none'}"
+                             + (f"; did you mean {close[0]!r}?" if close else "")
+                             + "), and a new application needs `path`")
         if i is None:  # a new entry: errors about it (a missing `path`) are the overlay's
             i = index[item[by]] = len(merged)
             merged.append({})
@@ -113,9 +121,9 @@ def _merge_by(base: list, overlay: list, by: str, path: str, origin: str,
 
 
 class _MissingId(Exception):
-    def __init__(self, path: str, by: str) -> None:
+    def __init__(self, path: str, by: str, message: str | None = None) -> None:
         super().__init__(path, by)
-        self.path, self.by = path, by
+        self.path, self.by, self.message = path, by, message
 
 
 class OverlaySource:
@@ -158,6 +166,9 @@ def apply_overlay(raw: Any, src, environment: str | None, environ: Mapping[str, 
     try:
         merged = merge(raw if isinstance(raw, dict) else {}, data, origins=origins)
     except _MissingId as exc:
+        if exc.message:  # a new entry without `path`
+            raise overlay_src.error("WATT_CONFIG_MISSING_KEY", _join(exc.path, "path"),
+                                    exc.message) from None
         raise overlay_src.error("WATT_CONFIG_MISSING_KEY", _join(exc.path, exc.by),
                                 f"`{exc.path}` has no `{exc.by}`: overlay entries of "
                                 "`applications` are matched to the base file's by id") from None
