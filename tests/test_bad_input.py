@@ -266,3 +266,15 @@ def test_an_invalidation_key_no_request_can_have_is_refused(url: str) -> None:
 ])
 def test_an_invalidation_key_a_request_can_have_is_normalized(url: str, key: str) -> None:
     assert invalidation_key(url) == key
+
+
+@pytest.mark.parametrize(("args", "exit_code", "fragment"), [
+    ([], 2, "give at least one --key or --tag"),
+    (["http://api.plt.local/x"], 2, "give a URL with --key http://api.plt.local/x"),
+    (["--key", "/x"], 1, "WATT_CACHE_BAD_INVALIDATION"),  # before any runtime is looked for
+    (["--key", "http://api.plt.local/a b"], 1, "percent-encode"),
+])
+def test_watt_cache_invalidate_misuse(args: list[str], exit_code: int, fragment: str) -> None:
+    result = CliRunner().invoke(main, ["cache", "invalidate", *args])
+    assert result.exit_code == exit_code and fragment in result.output, result.output
+    assert "Traceback" not in result.output
