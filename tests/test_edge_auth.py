@@ -424,6 +424,8 @@ def test_a_bad_public_key_fails_the_start(tmp_path, content):
     with pytest.raises(ConfigError) as info:
         AuthStage(auth, str(tmp_path))
     assert info.value.key == "auth.routes[0].jwt.publicKey"
+    assert "`auth.routes[0].jwt.publicKey`" in str(info.value)  # the key, in the message too
+    assert ("not a PEM public key" if content else "cannot read") in str(info.value)
 
 
 def test_a_jwt_that_passed_is_remembered_never_past_its_exp():

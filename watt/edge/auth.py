@@ -168,13 +168,17 @@ def _load_pem(value: str, base_dir: str, key_path: str):
             with open(file, "rb") as fh:
                 text = fh.read().decode("ascii", "replace")
         except OSError as exc:
-            raise ConfigError(f"cannot read the public key file {file}: {exc.strerror}",
+            raise ConfigError(f"`{key_path}`: cannot read the public key file {file}: "
+                              f"{exc.strerror}",
                               code="WATT_CONFIG_INVALID", key=key_path) from None
     try:
         return load_pem_public_key(text.encode())
     except ValueError as exc:
-        raise ConfigError(f"not a PEM public key: {exc}", code="WATT_CONFIG_INVALID",
-                          key=key_path) from None
+        where = "the file " + os.path.join(base_dir, value) if text is not value else "the text"
+        raise ConfigError(f"`{key_path}`: {where} is not a PEM public key (a `-----BEGIN "
+                          f"PUBLIC KEY-----` block; a certificate or private key is not one): "
+                          f"{str(exc).split('. See https://', 1)[0]}",
+                          code="WATT_CONFIG_INVALID", key=key_path) from None
 
 
 class AuthRoute:
