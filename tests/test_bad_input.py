@@ -19,6 +19,7 @@ from support import APPS
 from watt.cache import invalidation_key
 from watt.cli import main
 from watt.config import load_config
+from watt.config_checks import locate
 from watt.config_telemetry import LoggerConfig
 from watt.errors import ConfigError, WattError
 from watt.observability.logging import LogHub
@@ -278,3 +279,24 @@ def test_watt_cache_invalidate_misuse(args: list[str], exit_code: int, fragment:
     result = CliRunner().invoke(main, ["cache", "invalidate", *args])
     assert result.exit_code == exit_code and fragment in result.output, result.output
     assert "Traceback" not in result.output
+
+
+# -- a key found wrong only at start gets the config file and line too (watt start / dev) --
+def test_a_key_found_wrong_at_start_is_located_in_the_config_file(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    monkeypatch.delenv("WATT_ENV", raising=False)
+    file = tmp_path / "watt.json"
+    file.write_text(json.dumps(_with({"logger": {"transports": [
+        {"type": "sink", "sink": "no_such_module_here:x"}]}}), indent=2))
+    with pytest.raises(WattError) as info:  # what the runtime's start raises
+        LogHub().configure(load_config(file, env={}).logger)
+    error = info.value
+    assert (error.code, error.key, error.file) == (
+        "WATT_LOG_SINK_NOT_FOUND", "logger.transports[0].sink", None)
+    locate(error, str(tmp_path))  # the folder, as `watt start -c DIR` takes it
+    line = next(i for i, text in enumerate(file.read_text().splitlines(), 1) if '"sink": ' in text)
+    assert (error.file, error.line) == (str(file), line)
+    assert str(error).endswith(f"({file}:{line})")
+    other = WattError("no key", code="WATT_ERROR")
+    locate(other, str(file))  # not about a key: left alone
+    assert other.file is None

@@ -109,6 +109,9 @@ def _serve_and_exit(serve, config_path: str | None, **options) -> None:
     try:
         serve(config_path or _default_config(), **options)
     except WattError as exc:
+        from .config_checks import locate
+
+        locate(exc, config_path or _default_config())  # a key found wrong at start: its line
         click.echo(f"error: {exc}", err=True)
         _exit(EXIT_CONFIG if exc.code.startswith("WATT_CONFIG") else EXIT_START)
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ import difflib
 import ipaddress
 import os
 import re
+from pathlib import Path
 
 from watt.config_auth import check_auth
 from watt.config_transports import FileTransport, SyslogTransport, rotation_error, syslog_error
@@ -139,3 +140,28 @@ def _numbers(config, apps, base_dir):
     if deploy.max_replicas < deploy.replicas:
         yield ("WATT_CONFIG_INVALID", "deploy.maxReplicas",
                f"{deploy.max_replicas} is fewer than `replicas` ({deploy.replicas})")
+
+
+def locate(error, source) -> None:
+    """Give a config error found only at start (a log transport that cannot be loaded,
+    a PEM file that is not a key) the config file, and the line of its key, as the
+    errors of :func:`watt.config.load_config` have them.  Best effort: unchanged for a
+    dict source, an error that is not about a key, or a file that cannot be read."""
+    from watt.config_env import ENV_VARIABLE
+    from watt.config_files import find_file, read_file
+
+    if getattr(error, "key", None) is None or getattr(error, "app_id", None) or \
+            not isinstance(source, (str, os.PathLike)):
+        return
+    try:
+        file = find_file(Path(source))
+        lines = read_file(file)[1]
+    except (ConfigError, OSError):
+        return
+    if error.file not in (None, file):
+        return
+    error.file = file
+    if error.line is None and not os.environ.get(ENV_VARIABLE):  # an overlay's lines differ
+        from watt.config import _Source  # the key's own line, else its nearest parent's
+
+        error.line = _Source(file, lines).error(error.code, error.key, "").line
