@@ -399,3 +399,14 @@ def test_the_dashboard_key_is_checked_and_traces_only_without_telemetry():
     with pytest.raises(ConfigError) as info:
         dashboard_settings(load(dashboard=True, managementApi=False))
     assert info.value.code == "WATT_CONFIG_INVALID" and "managementApi" in str(info.value)
+
+
+def test_a_runtime_without_the_management_api_starts_no_dashboard_and_records_nothing():
+    """``Runtime(management=False)`` (the serverless adapter): a shared config's
+    ``dashboard`` neither listens nor turns span recording on."""
+    from watt.testing import RuntimeHandle
+
+    config = {"entrypoint": "web", "dashboard": True, "applications": [app_config("web")]}
+    with RuntimeHandle(config, management=False) as rt:
+        assert rt.runtime.management is None and rt.runtime.tracing is None
+        assert rt.inject("web", "GET", "/whoami").status == 200

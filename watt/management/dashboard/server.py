@@ -175,13 +175,10 @@ class DashboardServer(ManagementServer):
             self._memory = None
 
 
-async def start_configured(runtime, settings) -> DashboardServer | None:
+async def start_configured(runtime, settings) -> DashboardServer:
     """The config's ``dashboard`` (a :class:`~watt.config_dashboard.DashboardConfig`),
     started with the runtime once its management API serves; as ``watt admin`` would."""
     management = runtime.management
-    if management is None:  # Runtime(management=False): nothing to serve (serverless)
-        logger.info("dashboard: not started, this runtime serves no management API")
-        return None
     server = DashboardServer(management.app, settings.hostname, settings.port)
     try:
         await server.start()
