@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from click.testing import CliRunner
-from support import APPS
+from support import APPS, WattProcess
 
 from watt.cache import invalidation_key
 from watt.cli import main
@@ -22,6 +22,7 @@ from watt.config import load_config
 from watt.config_checks import locate
 from watt.config_telemetry import LoggerConfig
 from watt.errors import ConfigError, WattError
+from watt.management.client import find_runtime
 from watt.observability.logging import LogHub
 from watt.serverless import to_request
 
@@ -300,3 +301,21 @@ def test_a_key_found_wrong_at_start_is_located_in_the_config_file(tmp_path: Path
     other = WattError("no key", code="WATT_ERROR")
     locate(other, str(file))  # not about a key: left alone
     assert other.file is None
+
+
+# -- a command for a runtime that runs without its management API -----------------------
+def test_a_runtime_without_management_api_is_named_as_such(tmp_path: Path) -> None:
+    file = tmp_path / "watt.json"
+    file.write_text(json.dumps(_with({"server": {"port": 0}, "managementApi": False})))
+    runtime = WattProcess("-c", str(file))
+    try:
+        runtime.wait_url()
+        with pytest.raises(WattError) as info:
+            find_runtime(runtime.proc.pid, directory=tmp_path)
+        assert info.value.code == "WATT_MANAGEMENT_NO_RUNTIME"
+        assert "serves no management API" in str(info.value)
+    finally:
+        runtime.kill()
+    with pytest.raises(WattError) as info:  # a process that has ended is just not running
+        find_runtime(runtime.proc.pid, directory=tmp_path)
+    assert "no Watt runtime with pid" in str(info.value)

@@ -167,6 +167,10 @@ def find_runtime(pid: int | None = None, directory: Path | None = None) -> dict:
                     raise
                 path.unlink(missing_ok=True)
         running = [r["pid"] for r in list_runtimes(directory)]
+        if _alive(pid) and _is_watt(pid):  # running, but with no socket to talk to
+            raise WattError(f"the Watt runtime with pid {pid} serves no management API "
+                            "(`managementApi: false` in its config?): set it to true and "
+                            "restart it", code="WATT_MANAGEMENT_NO_RUNTIME")
         raise WattError(f"no Watt runtime with pid {pid} is running"
                         + (f" (running: {', '.join(map(str, running))})" if running else ""),
                         code="WATT_MANAGEMENT_NO_RUNTIME")
@@ -202,6 +206,16 @@ def wait_gone(pid: int, timeout: float) -> bool:
         return bool(poller.poll(max(0, int(timeout * 1000))))
     finally:
         os.close(fd)
+
+
+def _is_watt(pid: int) -> bool:
+    """Whether process ``pid`` runs Watt (``watt ...`` or ``python -m watt...``)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:
+        return False
+    return any(os.path.basename(arg) == b"watt" or arg.startswith(b"watt.") for arg in argv)
 
 
 def _alive(pid: int) -> bool:
