@@ -53,13 +53,19 @@ def _import_all(names: list[str]) -> None:
             continue
 
 
-def start(names: list[str]) -> asyncio.Future:
-    """Import ``names`` on the loop's default executor; await :func:`finish` on the
-    returned future before the steps that use them."""
-    return asyncio.get_running_loop().run_in_executor(None, _import_all, names)
+def start(names: list[str]) -> asyncio.Task:
+    """Import ``names`` on the loop's default executor, once the workers started in
+    the same loop iteration are launched (creating an interpreter needs the main
+    GIL a while: the imports would slow it); await :func:`finish` on the returned
+    task before the steps that use them."""
+    async def run() -> None:
+        await asyncio.sleep(0)  # after the first steps of the pools started with it
+        await asyncio.get_running_loop().run_in_executor(None, _import_all, names)
+
+    return asyncio.get_running_loop().create_task(run())
 
 
-async def finish(future: asyncio.Future | None) -> None:
+async def finish(task: asyncio.Task | None) -> None:
     """Wait until the prefetch is done (it never raises)."""
-    if future is not None:
-        await future
+    if task is not None:
+        await task
