@@ -22,6 +22,7 @@ from watt.config import load_config
 from watt.config_checks import locate
 from watt.config_telemetry import LoggerConfig
 from watt.errors import ConfigError, WattError
+from watt.interceptors import CircuitBreaker, Retry
 from watt.management.client import find_runtime
 from watt.observability.logging import LogHub
 from watt.serverless import to_request
@@ -319,3 +320,18 @@ def test_a_runtime_without_management_api_is_named_as_such(tmp_path: Path) -> No
     with pytest.raises(WattError) as info:  # a process that has ended is just not running
         find_runtime(runtime.proc.pid, directory=tmp_path)
     assert "no Watt runtime with pid" in str(info.value)
+
+
+# -- shipped interceptors refuse options they would misread (WATT_INTERCEPTOR_INVALID) -----
+@pytest.mark.parametrize(("cls", "options", "fragment"), [
+    (Retry, {"statuses": "503"}, "statuses must be a list"),  # was {5, 0, 3}
+    (Retry, {"methods": "GET"}, "methods must be a list"),  # was {G, E, T}
+    (Retry, {"backoff": -1}, "backoff must not be negative"),
+    (Retry, {"max_backoff": -0.5}, "max_backoff must not be negative"),
+    (Retry, {"attempts": 0}, "attempts must be at least 1"),
+    (CircuitBreaker, {"reset": -30}, "reset must not be negative"),
+])
+def test_an_interceptor_option_it_would_misread_is_refused(cls, options, fragment) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        cls(**options)
+    assert Retry(statuses=[503], methods=["get"]).methods == frozenset({"GET"})

@@ -47,6 +47,19 @@ def _matcher(hosts):
     return lambda host: any(fnmatch.fnmatchcase(host, p) for p in patterns)
 
 
+def _items(value, name: str) -> tuple:
+    """A list option as a tuple: a lone string would be taken letter by letter."""
+    if isinstance(value, str | bytes):
+        raise ValueError(f"{name} must be a list, not the string {value!r}")
+    return tuple(value)
+
+
+def _not_negative(value, name: str) -> float:
+    if float(value) < 0:
+        raise ValueError(f"{name} must not be negative, got {value!r}")
+    return float(value)
+
+
 def _retry_after(response: Response) -> float | None:
     value = response.headers.get("retry-after")
     try:
@@ -68,10 +81,10 @@ class Retry:
         if int(attempts) < 1:
             raise ValueError("attempts must be at least 1")
         self.attempts = int(attempts)
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
-        self.statuses = frozenset(int(s) for s in statuses)
-        self.methods = frozenset(m.upper() for m in methods)
+        self.backoff = _not_negative(backoff, "backoff")
+        self.max_backoff = _not_negative(max_backoff, "max_backoff")
+        self.statuses = frozenset(int(s) for s in _items(statuses, "statuses"))
+        self.methods = frozenset(m.upper() for m in _items(methods, "methods"))
         self.hosts = _matcher(hosts)
 
     async def __call__(self, request: Request, call_next) -> Response:
@@ -117,7 +130,7 @@ class CircuitBreaker:
         if int(failures) < 1:
             raise ValueError("failures must be at least 1")
         self.failures = int(failures)
-        self.reset = float(reset)
+        self.reset = _not_negative(reset, "reset")
         self.status = int(status)
         self.hosts = _matcher(hosts)
         self._circuits: dict[str, _Circuit] = {}
