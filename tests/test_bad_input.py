@@ -97,6 +97,12 @@ CONFIG_CASES = [
      "WATT_CONFIG_INVALID", "telemetry.batch.maxExportBatchSize", "larger than `maxQueueSize`"),
     ("fewer max replicas than replicas", {"deploy": {"replicas": 5, "maxReplicas": 2}}, None,
      "WATT_CONFIG_INVALID", "deploy.maxReplicas", "fewer than `replicas`"),
+    ("cpu limit below the request", {"deploy": {"resources": {"cpu": "1",
+                                                             "cpuLimit": "500m"}}}, None,
+     "WATT_CONFIG_INVALID", "deploy.resources.cpuLimit", "less than the cpu requested"),
+    ("memory limit below the request", {"deploy": {"resources": {"memory": "1Gi",
+                                                                "memoryLimit": "512Mi"}}},
+     None, "WATT_CONFIG_INVALID", "deploy.resources.memoryLimit", "Kubernetes refuses"),
     ("image that is no image reference", {"deploy": {"image": "My Shop:latest"}}, None,
      "WATT_CONFIG_INVALID_TYPE", "deploy.image", "regex"),
 ]
@@ -139,7 +145,9 @@ def test_the_same_sections_written_right_load(tmp_path: Path) -> None:
                                   {"type": "syslog", "address": "udp://[::1]:514"}]},
         "telemetry": {"exporter": {"type": "zipkin",
                                    "options": {"url": "http://127.0.0.1:9411/api/v2/spans"}}},
-        "deploy": {"image": "ghcr.io/acme/shop:V1.2", "replicas": 2, "maxReplicas": 2},
+        "deploy": {"image": "ghcr.io/acme/shop:V1.2", "replicas": 2, "maxReplicas": 2,
+                   "resources": {"cpu": "500m", "cpuLimit": "1", "memory": "1Gi",
+                                 "memoryLimit": "1024Mi"}},
     }
     (tmp_path / "watt.json").write_text(json.dumps(config))
     loaded = load_config(tmp_path / "watt.json", env={})

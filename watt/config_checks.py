@@ -140,6 +140,23 @@ def _numbers(config, apps, base_dir):
     if deploy.max_replicas < deploy.replicas:
         yield ("WATT_CONFIG_INVALID", "deploy.maxReplicas",
                f"{deploy.max_replicas} is fewer than `replicas` ({deploy.replicas})")
+    resources = deploy.resources
+    for name, request, limit in (("cpu", resources.cpu, resources.cpu_limit),
+                                 ("memory", resources.memory, resources.memory_limit)):
+        if limit is not None and _quantity(limit) < _quantity(request):
+            yield ("WATT_CONFIG_INVALID", f"deploy.resources.{name}Limit",
+                   f"{limit} is less than the {name} requested ({request}): Kubernetes "
+                   "refuses such a Deployment")
+
+
+_UNITS = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2 ** 10, "Mi": 2 ** 20,
+          "Gi": 2 ** 30, "Ti": 2 ** 40}
+
+
+def _quantity(text: str) -> float:
+    """A Kubernetes quantity (``500m``, ``1.5``, ``512Mi``) as a number."""
+    number = text.rstrip("kKMGTmi")
+    return float(number) * _UNITS.get(text[len(number):], 1)
 
 
 def locate(error, source) -> None:
