@@ -24,6 +24,12 @@ _APP_STATUS = {"type": "string", "enum": ["ready", "degraded", "unavailable"],
                "description": "ready: every worker is ready; degraded: some are; "
                               "unavailable: none is."}
 
+_HOST_CHAR = r"[A-Za-z0-9._~%!$&'()*+,;=-]"
+_INVALIDATION_KEY = (
+    r"^[A-Za-z][A-Za-z0-9+.-]*://(\[[0-9A-Fa-f:.]+\]|" + _HOST_CHAR + "*"
+    + _HOST_CHAR.replace(".", "") + _HOST_CHAR + "*)(:([0-9]{1,4}|[0-5][0-9]{4}|"
+    r"6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?([/?#][^\s\x00-\x1f]*)?"
+    r"(?![\s\S])")
 SCHEMAS: dict[str, dict] = {
     "Error": {
         "type": "object", "required": ["code", "message"],
@@ -195,7 +201,11 @@ SCHEMAS: dict[str, dict] = {
         "type": "object", "additionalProperties": False,
         "properties": {
             "keys": {"type": "array",
-                     "items": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]+"},
+                     # What a request can have (watt.cache.invalidation_key refuses the
+                     # rest, 400): a host of one character other than a dot at least (or
+                     # [IPv6]), a port up to 65535, no space or control character.
+                     # (?![\s\S]) ends it: a `$` would let a last newline through.
+                     "items": {"type": "string", "pattern": _INVALIDATION_KEY},
                      "description": "Full URLs whose GET and HEAD responses are dropped."},
             "tags": {"type": "array", "items": {"type": "string", "minLength": 1},
                      "description": "Responses tagged with any of these are dropped."},
