@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
+import shutil
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,12 +19,15 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 from support import APPS, WattProcess
+from test_edge_tls import cert as tls_cert  # noqa: F401 - the fixture: a self-signed pair
 
 from watt.cache import invalidation_key
 from watt.cli import main
 from watt.config import load_config
 from watt.config_checks import locate
 from watt.config_telemetry import LoggerConfig
+from watt.edge.tls import TlsFiles
+from watt.edge.tls import context as tls_context
 from watt.errors import ConfigError, WattError
 from watt.interceptors import CircuitBreaker, Retry
 from watt.management.client import find_runtime
@@ -343,3 +350,65 @@ def test_an_interceptor_option_it_would_misread_is_refused(cls, options, fragmen
     with pytest.raises(ValueError, match=fragment):
         cls(**options)
     assert Retry(statuses=[503], methods=["get"]).methods == frozenset({"GET"})
+
+
+# -- server.tls files that exist but cannot serve (found at start) -------------------------
+def _key_file(folder: Path, name: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    (folder / name).write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return str(folder / name)
+
+
+def _encrypted_copy(key_file: Path, folder: Path, password: bytes) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(key_file.read_bytes(), None)
+    (folder / "enc.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password)))
+    return str(folder / "enc.pem")
+
+
+@pytest.mark.parametrize(("case", "fragment"), [
+    ("cert is not PEM", "`cert` holds no PEM certificate"),
+    ("key is the certificate", "`key` holds no PEM private key"),
+    ("key of another certificate", "the key is not the certificate's"),
+    ("encrypted key, no password", "`password` is not set"),  # and no prompt on a terminal
+    ("encrypted key, wrong password", "`password` is wrong"),
+])
+def test_tls_files_that_cannot_serve_say_why(tls_cert, tmp_path: Path,  # noqa: F811
+                                             case: str, fragment: str) -> None:
+    cert = tls_cert
+    cert_file, key_file, password = str(cert / "cert.pem"), str(cert / "key.pem"), None
+    if case == "cert is not PEM":
+        cert_file = str(tmp_path / "c.pem")
+        Path(cert_file).write_text("not a certificate")
+    elif case == "key is the certificate":
+        key_file = cert_file
+    elif case == "key of another certificate":
+        key_file = _key_file(tmp_path, "other.pem")
+    else:
+        key_file = _encrypted_copy(cert / "key.pem", tmp_path, b"right")
+        password = "wrong" if "wrong" in case else None
+    with pytest.raises(WattError) as info:
+        tls_context(TlsFiles(cert_file, key_file, password))
+    assert info.value.code == "WATT_TLS_INVALID" and fragment in str(info.value)
+    assert "PEM lib" not in str(info.value)
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux `script` (a pty)")
+def test_an_encrypted_key_without_password_never_prompts_on_a_terminal(
+        tls_cert, tmp_path: Path) -> None:  # noqa: F811
+    """On a terminal OpenSSL asks `Enter PEM pass phrase:` and waits: `watt start` hung."""
+    key = _encrypted_copy(tls_cert / "key.pem", tmp_path, b"right")
+    code = ("from watt.edge.tls import TlsFiles, context; "
+            f"context(TlsFiles({str(tls_cert / 'cert.pem')!r}, {key!r}, None))")
+    done = subprocess.run(["script", "-qec", f"{sys.executable} -c {shlex.quote(code)}",
+                           "/dev/null"], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert "pass phrase" not in done.stdout, done.stdout
+    assert "WATT_TLS_INVALID" in done.stdout and "`password` is not set" in done.stdout

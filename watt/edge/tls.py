@@ -28,12 +28,38 @@ def context(files: TlsFiles, alpn: tuple = ("http/1.1",)) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        ctx.load_cert_chain(files.cert, files.key, files.password)
+        # No password set: fail, never let OpenSSL prompt for one on the terminal.
+        ctx.load_cert_chain(files.cert, files.key, files.password or _no_password)
     except (OSError, ssl.SSLError) as exc:
-        raise WattError(f"server.tls: cannot use {files.cert} with {files.key}: {exc}",
-                        code="WATT_TLS_INVALID", key="server.tls") from None
+        raise WattError(f"server.tls: cannot use {files.cert} with {files.key}: "
+                        f"{_why(files, exc)}", code="WATT_TLS_INVALID", key="server.tls") from None
     ctx.set_alpn_protocols(list(alpn))
     return ctx
+
+
+def _no_password() -> str:
+    raise WattError("server.tls: the key is encrypted and `password` is not set",
+                    code="WATT_TLS_INVALID", key="server.tls.password")
+
+
+def _why(files: TlsFiles, exc: Exception) -> str:
+    """What is wrong, in words: OpenSSL says "PEM lib" for most of it."""
+    def has(path: str, marker: str) -> bool:
+        try:
+            with open(path, "rb") as fh:
+                return marker.encode() in fh.read()
+        except OSError:
+            return False
+
+    if not has(files.cert, "-----BEGIN CERTIFICATE-----"):
+        return "`cert` holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+    if not has(files.key, "PRIVATE KEY-----"):
+        return "`key` holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)"
+    if "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc):
+        return "the key is not the certificate's"
+    if has(files.key, "ENCRYPTED"):
+        return f"the key is encrypted: `password` is {'wrong' if files.password else 'not set'}"
+    return str(exc)
 
 
 def resolve(tls, base_dir: str) -> TlsFiles | None:
