@@ -412,3 +412,29 @@ def test_an_encrypted_key_without_password_never_prompts_on_a_terminal(
                           stdin=subprocess.DEVNULL)
     assert "pass phrase" not in done.stdout, done.stdout
     assert "WATT_TLS_INVALID" in done.stdout and "`password` is not set" in done.stdout
+
+
+# -- invalidating with the shared Redis store down ----------------------------------------
+def test_an_invalidation_redis_does_not_take_is_an_error_not_a_500(capfd) -> None:
+    pytest.importorskip("redis", reason="the redis extra is not installed")
+    from watt.cache.tap import HttpCache
+    from watt.config_cache import HttpCacheConfig, RedisCacheConfig
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = HttpCacheConfig(redis=RedisCacheConfig(url=f"redis://127.0.0.1:{port}/0",
+                                                    timeout=0.5))
+
+    async def run() -> None:
+        cache = HttpCache(config, "api")
+        with pytest.raises(WattError) as info:  # the API answers it as a 503
+            await cache.invalidate(["http://api.plt.local/"], ["t"])
+        assert info.value.code == "WATT_CACHE_STORE_UNAVAILABLE"
+        assert "they may still be served" in str(info.value)
+        cache.invalidate_soon((), ("t",))  # from a worker: a task nobody awaits
+        await asyncio.gather(*cache._tasks)  # it ends without raising: a warning is logged
+
+    asyncio.run(run())
+    out, err = capfd.readouterr()  # loguru's own sink, or the log hub's stdout
+    assert "WATT_CACHE_STORE_UNAVAILABLE" in out + err

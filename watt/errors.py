@@ -95,6 +95,10 @@ CODES: dict[str, str] = {
     "WATT_CACHE_DISABLED": "The runtime has no `httpCache` (or it is not enabled).",
     "WATT_CACHE_REDIS_MISSING": "`httpCache.redis` is set but the redis package is not "
                                 "installed (`pip install 'watt[redis]'`).",
+    "WATT_CACHE_STORE_UNAVAILABLE": (
+        "The `httpCache.redis` store did not answer an invalidation: nothing was dropped "
+        "(503 from `POST /api/v1/cache/invalidate`; a warning for `watt.cache.invalidate`)."
+    ),
     "WATT_CACHE_UNAVAILABLE": "`watt.cache.invalidate` was called outside a Watt runtime "
                               "that has `httpCache` enabled.",
     "WATT_CAPABILITY_UNDETECTED": (

@@ -178,14 +178,26 @@ class HttpCache:
         """Drop the entries of ``keys`` (URLs: their GET and HEAD responses) and those
         tagged with any of ``tags``; returns how many were dropped."""
         if self.shared:
-            return await self.store.invalidate(_cache_keys(keys), list(tags))
+            try:
+                return await self.store.invalidate(_cache_keys(keys), list(tags))
+            except Exception as exc:  # noqa: BLE001 - Redis down or slow: say it, never 500
+                raise WattError(f"httpCache: the Redis store could not drop the entries "
+                                f"({type(exc).__name__}: {exc}); they may still be served: "
+                                "invalidate again once Redis answers",
+                                code="WATT_CACHE_STORE_UNAVAILABLE") from None
         return self.store.invalidate(_cache_keys(keys), list(tags))
+
+    async def _invalidate_or_warn(self, keys, tags) -> None:
+        try:
+            await self.invalidate(keys, tags)
+        except WattError as exc:  # a task nobody awaits: its failure is logged, not lost
+            logger.warning(str(exc))
 
     def invalidate_soon(self, keys=(), tags=()) -> None:
         """:meth:`invalidate` from a callback (a worker's CACHE frame): the memory store
         at once, a shared store in a task."""
         if self.shared:
-            self._spawn(self.invalidate(keys, tags))
+            self._spawn(self._invalidate_or_warn(keys, tags))
             return
         try:
             self.store.invalidate(_cache_keys(keys), list(tags))

@@ -213,7 +213,9 @@ async def inject(api: ManagementApp, request: Request) -> dict:
        request_body=json_body("CacheInvalidation", required=True),
        responses={200: json_response("How many entries were dropped.", "CacheInvalidated"),
                   409: json_response("The runtime has no httpCache (`WATT_CACHE_DISABLED`).",
-                                     "Error")},
+                                     "Error"),
+                  503: json_response("The Redis store did not answer: nothing was dropped "
+                                     "(`WATT_CACHE_STORE_UNAVAILABLE`).", "Error")},
        tags=["cache"])
 async def cache_invalidate(api: ManagementApp, request: Request) -> Reply | dict:
     from ..cache import invalidation_key
@@ -234,7 +236,10 @@ async def cache_invalidate(api: ManagementApp, request: Request) -> Reply | dict
     if cache is None:
         return Reply({"code": "WATT_CACHE_DISABLED",
                       "message": "this runtime has no httpCache (or it is not enabled)"}, 409)
-    return {"dropped": await cache.invalidate(keys, body.get("tags", []))}
+    try:
+        return {"dropped": await cache.invalidate(keys, body.get("tags", []))}
+    except WattError as exc:  # WATT_CACHE_STORE_UNAVAILABLE
+        return Reply({"code": exc.code, "message": exc.message}, 503)
 
 
 def _inject_request(request) -> tuple[str, str, list, bytes]:
