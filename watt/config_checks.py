@@ -2,12 +2,14 @@
 
 Run by :func:`watt.config.load_config` once the config is decoded and its
 applications resolved, so ``watt config`` finds these mistakes too, not only
-``watt start`` (after the applications have started), and every error names the
-key path and the file's line: a TLS or OpenAPI file that does not exist, an
+``watt start``, and every error names the key path and the file's line: an
 origin no browser sends, a ``publicPaths`` entry that can never match, an id
 ``httpCache.applications`` does not know, a syslog address or a rotation Watt
-cannot use, numbers that contradict each other.  Only cheap checks here: no
-import of an application, no network, no parsing of a PEM file.
+cannot use, numbers that contradict each other.  Only what the config says: no
+file it names is opened (a TLS, OpenAPI or key file may exist only where Watt is
+deployed, and ``watt build`` loads the config on the build machine), no import
+of an application, no network.  What is found at start instead gets its line
+from :func:`locate`.
 """
 
 from __future__ import annotations
@@ -28,20 +30,13 @@ _ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s]+$", re.IGNORECASE)
 
 def check_config(config, apps: list, base_dir: str, src) -> None:
     """Raise the first problem as a :class:`ConfigError` with key path and line."""
-    for rule in (_edge, _auth, _cache, _openapi, _logger, _numbers):
-        for code, key, message, *app_id in rule(config, apps, base_dir):
-            error = src.error(code, key, f"`{key}`: {message}")
-            error.app_id = app_id[0] if app_id else None
-            raise error
+    for rule in (_edge, _auth, _cache, _logger, _numbers):
+        for code, key, message in rule(config, apps, base_dir):
+            raise src.error(code, key, f"`{key}`: {message}")
 
 
 def _edge(config, apps, base_dir):
     server = config.server
-    if server.tls is not None:
-        for name in ("cert", "key"):
-            path = os.path.join(base_dir, getattr(server.tls, name))
-            if not os.path.isfile(path):
-                yield "WATT_TLS_INVALID", f"server.tls.{name}", f"{path} does not exist"
     for i, entry in enumerate(server.trusted_proxies):
         if entry != "*" and not _network(entry):
             yield ("WATT_CONFIG_INVALID", f"server.trustedProxies[{i}]",
@@ -53,7 +48,7 @@ def _edge(config, apps, base_dir):
             continue
         origins = [cors.origin] if isinstance(cors.origin, str) else cors.origin
         for j, origin in enumerate(origins):
-            if origin != "*" and not _ORIGIN.match(origin):
+            if origin not in ("*", "null") and not _ORIGIN.match(origin):
                 where = f"{key}.origin" if isinstance(cors.origin, str) else f"{key}.origin[{j}]"
                 yield ("WATT_CONFIG_INVALID", where, f"{origin!r} is not an origin: write "
                        "scheme://host[:port] without a path or a final '/' (as browsers send "
@@ -83,12 +78,6 @@ def _auth(config, apps, base_dir):
             if not path.startswith("/"):
                 yield ("WATT_CONFIG_INVALID", f"{key}[{j}]", f"{path!r} can never match a "
                        "request path: start it with '/' (exact, or ending in '/*')")
-    for i, route in enumerate(auth.routes):
-        key = route.jwt and route.jwt.public_key
-        if key and "-----BEGIN" not in key and not os.path.isfile(os.path.join(base_dir, key)):
-            yield ("WATT_CONFIG_INVALID", f"auth.routes[{i}].jwt.publicKey",
-                   f"{os.path.join(base_dir, key)} does not exist (give a PEM file relative to "
-                   "the config file, or the PEM text itself)")
 
 
 def _cache(config, apps, base_dir):
@@ -103,16 +92,6 @@ def _cache(config, apps, base_dir):
                    f"{app_id!r} is no application" + (f"; did you mean {close[0]!r}?"
                                                       if close else "")
                    + f" (known ids: {', '.join(ids)})")
-
-
-def _openapi(config, apps, base_dir):
-    for i, app in enumerate(apps[:len(config.applications)]):
-        setting = getattr(app, "openapi", None)
-        if isinstance(setting, str) and not setting.startswith("/") and \
-                not os.path.isfile(path := os.path.join(app.path, setting)):
-            yield ("WATT_OPENAPI_INVALID", f"applications[{i}].openapi",
-                   f"{path} does not exist (a file is relative to the application's folder; "
-                   "a path the application serves starts with '/')", app.id)
 
 
 def _logger(config, apps, base_dir):
@@ -167,8 +146,7 @@ def locate(error, source) -> None:
     from watt.config_env import ENV_VARIABLE
     from watt.config_files import find_file, read_file
 
-    if getattr(error, "key", None) is None or getattr(error, "app_id", None) or \
-            not isinstance(source, (str, os.PathLike)):
+    if getattr(error, "key", None) is None or not isinstance(source, (str, os.PathLike)):
         return
     try:
         file = find_file(Path(source))

@@ -205,8 +205,8 @@ CODES: dict[str, str] = {
     ),
     "WATT_NO_WORKER": "The application has no worker ready (starting, stopping or dead).",
     "WATT_OPENAPI_INVALID": (
-        "The OpenAPI file named by `applications[].openapi` does not exist (found when the "
-        "config is loaded), or cannot be read or used (fails the start)."
+        "The OpenAPI file named by `applications[].openapi` cannot be read or used "
+        "(fails the start)."
     ),
     "WATT_OVERLOADED": (
         "The entrypoint application has `limits.maxConcurrency` requests in flight, or a "
@@ -221,8 +221,8 @@ CODES: dict[str, str] = {
         "The application did not start its response within `limits.requestTimeout` (504)."
     ),
     "WATT_RUNTIME_STATE": "The runtime was used in the wrong state (not started, stopped).",
-    "WATT_TLS_INVALID": "`server.tls`: the certificate or key does not exist (found when the "
-                        "config is loaded), cannot be read, or they do not match.",
+    "WATT_TLS_INVALID": "`server.tls`: the certificate or key does not exist, cannot be "
+                        "used (the message says why), or they do not match.",
     "WATT_TELEMETRY_UNAVAILABLE": (
         "`telemetry.exporter` asks for `otlp` but the OpenTelemetry SDK and OTLP exporter are "
         "not installed (`pip install 'watt[otlp]'`)."

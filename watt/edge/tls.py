@@ -68,9 +68,9 @@ def resolve(tls, base_dir: str) -> TlsFiles | None:
         return None
     files = TlsFiles(os.path.join(base_dir, tls.cert), os.path.join(base_dir, tls.key),
                      tls.password)
-    for path in (files.cert, files.key):
+    for name, path in (("cert", files.cert), ("key", files.key)):
         if not os.path.isfile(path):
-            raise WattError(f"server.tls: {path} does not exist", code="WATT_TLS_INVALID",
-                            key="server.tls")
+            raise WattError(f"server.tls.{name}: {path} does not exist",
+                            code="WATT_TLS_INVALID", key=f"server.tls.{name}")
     context(files)  # a wrong key, a bad password or a non-PEM file fails here, at start
     return files
