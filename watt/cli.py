@@ -19,9 +19,9 @@ from .cli_build import build_deploy
 from .cli_build import options as _deploy_options
 from .cli_cache import cache
 from .cli_config import env_option, mask_config
+from .cli_create import create
 from .cli_debug import debug_options, debug_session
 from .errors import WattError
-from .scaffold import KINDS as _CREATE_KINDS
 
 EXIT_CONFIG = 2
 EXIT_START = 1
@@ -185,48 +185,6 @@ def config_command(config_path: str | None, resolved: bool, schema: bool,
     if not show_secrets:
         data = mask_config(data, loaded.logger.redact_paths())
     click.echo(json.dumps(data, indent=2))
-
-
-@main.command()
-@click.argument("directory", default=".", metavar="[DIR]")
-@click.option("--kind", type=click.Choice(list(_CREATE_KINDS)), default="starlette",
-              show_default=True, help="Framework of the generated applications.")
-@click.option("--add", "add", default=None, metavar="APP",
-              help="Add application APP (folder DIR/APP) to the project in DIR instead.")
-@click.option("--force", is_flag=True,
-              help="Write into a folder that is not empty (only the generated files change).")
-def create(directory: str, kind: str, add: str | None, force: bool) -> None:
-    """Scaffold a project in DIR (default: the current folder), or add an application.
-
-    The project: watt.json with an entrypoint `web` whose / calls the service
-    `api` over the mesh (http://api.plt.local), a pytest test using the
-    watt_runtime fixture, a README and requirements.txt; `watt start` runs it.
-    Exit codes: 0; 1 refused (DIR not empty, APP already exists, no watt.json);
-    2 bad usage.
-    """
-    from .scaffold import add_application, create_project
-
-    try:
-        if add is not None:
-            written = add_application(directory, add, kind=kind, force=force)
-        else:
-            written = create_project(directory, kind=kind, force=force)
-    except WattError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_CONFIG if exc.code.startswith("WATT_CONFIG") else 1)
-    root = Path(directory)
-    for path in written:
-        click.echo(f"  wrote {path.relative_to(root) if path.is_relative_to(root) else path}")
-    if add is not None:
-        click.echo(f"added {add} ({kind}): reach it at http://{add}.plt.local")
-        return
-    click.echo(f"created a {kind} project in {root.resolve()}. Next:")
-    steps = [] if directory == "." else [f"cd {directory}"]
-    if _CREATE_KINDS[kind].requirement:
-        steps.append("pip install -r requirements.txt")
-    steps += ["watt start      # or: watt dev, to reload on changes", "pytest"]
-    for step in steps:
-        click.echo(f"  {step}")
 
 
 # -- commands that talk to a running runtime (watt/management.py) -------------------------
@@ -609,6 +567,7 @@ def _exit(code: int) -> None:
 
 
 main.add_command(admin)  # watt/cli_admin.py
+main.add_command(create)  # watt/cli_create.py
 main.add_command(cache)  # watt/cli_cache.py
 
 
