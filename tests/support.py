@@ -6,8 +6,11 @@ import contextlib
 import os
 import queue
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -96,6 +99,24 @@ def wait_for(predicate, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def watt_start(config: Path, prefix: str = "wt-"):
+    """``watt start -c config`` with a private XDG_RUNTIME_DIR (where its management
+    socket lives): yields ``(process, that dir)``; SIGTERM and cleanup after."""
+    xdg = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))  # short: socket path < 108 bytes
+    xdg.chmod(0o700)
+    proc = WattProcess("-c", str(config), env={"XDG_RUNTIME_DIR": str(xdg)})
+    try:
+        yield proc, xdg
+    finally:
+        proc.proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        finally:
+            proc.kill()
+            shutil.rmtree(xdg, ignore_errors=True)
 
 
 @contextlib.contextmanager

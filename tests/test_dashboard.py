@@ -9,21 +9,17 @@ Playwright is missing); ``watt admin --stop`` last.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
 import pytest
-from support import ROOT, WattProcess, app_config, wait_for
+from support import ROOT, app_config, wait_for, watt_start
 
 from watt.management.dashboard import group_traces, summarize
 
@@ -39,23 +35,6 @@ def _admin(xdg: Path, *args: str) -> subprocess.CompletedProcess:
                           env=dict(os.environ, XDG_RUNTIME_DIR=str(xdg)))
 
 
-@contextlib.contextmanager
-def _watt_start(config: Path):
-    """``watt start -c config`` with a private XDG_RUNTIME_DIR: ``(process, its dir)``."""
-    xdg = Path(tempfile.mkdtemp(prefix="wd-", dir="/tmp"))  # short: socket path < 108 bytes
-    xdg.chmod(0o700)
-    proc = WattProcess("-c", str(config), env={"XDG_RUNTIME_DIR": str(xdg)})
-    try:
-        yield proc, xdg
-    finally:
-        proc.proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        finally:
-            proc.kill()
-            shutil.rmtree(xdg, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dashboard")
@@ -66,7 +45,7 @@ def runtime(tmp_path_factory):
         "telemetry": {"exporter": {"type": "file",
                                    "options": {"path": str(folder / "spans.jsonl")}}},
         "applications": [app_config("web"), app_config("api", isolation="process")]}))
-    with _watt_start(config) as (proc, xdg):
+    with watt_start(config) as (proc, xdg):
         url = proc.wait_url()
         answer = _admin(xdg)
         assert answer.returncode == 0, answer.stderr
@@ -352,7 +331,7 @@ def test_the_config_starts_it_and_traces_without_telemetry(tmp_path):
     config.write_text(json.dumps({"server": {"port": 0}, "entrypoint": "web",
                                   "dashboard": {"hostname": "127.0.0.1", "sampleRatio": 1},
                                   "applications": [app_config("web")]}))
-    with _watt_start(config) as (proc, _):
+    with watt_start(config) as (proc, _):
         url = proc.wait_url()
         wait_for(lambda: any(line.startswith("Dashboard at ") for line in proc.stdout))
         link = next(line for line in proc.stdout if line.startswith("Dashboard at "))

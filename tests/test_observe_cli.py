@@ -5,40 +5,27 @@ from __future__ import annotations
 
 import json
 import queue
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
-from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import WattProcess, app_config, wait_for
+from support import app_config, wait_for, watt_start
 
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory):
-    xdg = Path(tempfile.mkdtemp(prefix="wl-", dir="/tmp"))  # short: socket path < 108 bytes
-    xdg.chmod(0o700)
     config = tmp_path_factory.mktemp("observe-cli") / "watt.json"
     config.write_text(json.dumps({"server": {"port": 0}, "entrypoint": "web", "applications": [
         app_config("web", workers=2), app_config("api", isolation="process")]}))
-    proc = WattProcess("-c", str(config), env={"XDG_RUNTIME_DIR": str(xdg)})
-    try:
+    with watt_start(config, "wl-") as (proc, xdg):
         url = proc.wait_url()
         yield SimpleNamespace(proc=proc, url=url, xdg=xdg,
                               socket=xdg / "watt" / f"{proc.proc.pid}.sock")
-    finally:
-        proc.proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        finally:
-            proc.kill()
-            shutil.rmtree(xdg, ignore_errors=True)
 
 
 def watt(runtime, *args: str) -> subprocess.CompletedProcess:

@@ -15,17 +15,13 @@ the run takes a few seconds and is the same on every machine.
 from __future__ import annotations
 
 import json
-import shutil
-import signal
-import tempfile
-from pathlib import Path
 
 import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from schemathesis.generation import GenerationMode
-from support import WattProcess, app_config
+from support import app_config, watt_start
 
 from watt.management import ROUTES
 
@@ -36,25 +32,15 @@ FOLLOW = ("1", "true", "yes")  # GET /logs?follow=...: a stream kept open
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    xdg = Path(tempfile.mkdtemp(prefix="wo-", dir="/tmp"))  # short: socket path < 108 bytes
-    xdg.chmod(0o700)
     config = tmp_path_factory.mktemp("openapi") / "watt.json"
     config.write_text(json.dumps({"server": {"port": 0}, "entrypoint": "web", "applications": [
         app_config("web"), app_config("api", env={"API_TOKEN": "x"})],
         "httpCache": {}}))  # POST /cache/invalidate answers 200
-    proc = WattProcess("-c", str(config), env={"XDG_RUNTIME_DIR": str(xdg)})
-    try:
+    with watt_start(config, "wo-") as (proc, xdg):
         proc.wait_url()
         transport = httpx.HTTPTransport(uds=str(xdg / "watt" / f"{proc.proc.pid}.sock"))
         with httpx.Client(transport=transport, base_url="http://watt", timeout=60) as client:
             yield client
-    finally:
-        proc.proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        finally:
-            proc.kill()
-            shutil.rmtree(xdg, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
