@@ -256,6 +256,31 @@ def test_stopping_with_the_otlp_collector_down_takes_the_grace_not_the_export_ti
     assert exporter.worker.failed == 1  # counted as lost, not silently gone
 
 
+def test_the_sdks_retry_messages_are_not_raw_stderr_lines(tmp_path) -> None:
+    # In a process of its own: pytest's log capture would hide the stdlib's last-resort
+    # handler, which prints the SDK's bare retry messages on stderr.
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                        reason="the otlp extra is not installed")
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    span = json.dumps({"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "GET /",
+                       "kind": "SERVER", "startTimeUnixNano": 10_000,
+                       "endTimeUnixNano": 20_000, "attributes": {}, "events": []})
+    script = (
+        "import json, sys\n"
+        "from loguru import logger\n"
+        "logger.remove(); logger.add(sys.stderr, level='INFO')\n"
+        "from watt.observability.tracing import OtlpExporter\n"
+        f"e = OtlpExporter('http://127.0.0.1:{port}/v1/traces', {{}})\n"
+        f"e.export(json.dumps({{'service.name': 'svc'}}), ({span!r},))\n"
+        "e.close()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Transient error" not in done.stderr  # a debug line now, below INFO
+
+
 # -- cache invalidation keys no request can have (API, `watt cache invalidate`, watt.cache) --
 @pytest.mark.parametrize("url", ["http://api.plt.local/x y", "http://[::1/",
                                  "http://api.plt.local:99999/", "http://a\tb/", "/relative",

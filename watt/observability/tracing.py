@@ -118,6 +118,23 @@ class _Batched:
 CLOSE_GRACE = 2.0
 
 
+def _quiet_sdk_logging() -> None:
+    """The OpenTelemetry SDK reports each retry through stdlib ``logging``, which with
+    no handler prints raw, non-JSON lines on stderr.  Its records go to the runtime's
+    log as debug lines instead: failures already reach the log, counted and rate
+    limited, through the exporter's :class:`BatchWorker`."""
+    import logging
+
+    class SdkToLog(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            logger.debug(f"{record.name}: {record.getMessage()}")
+
+    sdk = logging.getLogger("opentelemetry")
+    if not any(type(h).__name__ == "SdkToLog" for h in sdk.handlers):
+        sdk.addHandler(SdkToLog())
+        sdk.propagate = False
+
+
 class OtlpExporter(_Batched):
     """OTLP over HTTP/protobuf or gRPC, through the OpenTelemetry SDK's span exporters."""
 
@@ -141,6 +158,7 @@ class OtlpExporter(_Batched):
                 f"exporter: pip install 'watt[{extra}]' ({exc})",
                 code="WATT_TELEMETRY_UNAVAILABLE", key="telemetry.exporter") from None
         self._ok = SpanExportResult.SUCCESS
+        _quiet_sdk_logging()
         if protocol == "grpc":
             target = url or "http://127.0.0.1:4317"
             self._exporter = OTLPSpanExporter(
