@@ -35,6 +35,7 @@ from suite import (
     load_table,
     measure,
     ratio_value,
+    rows_scenario,
     watt_spec,
 )
 
@@ -84,18 +85,9 @@ def scenario(settings: Settings) -> Scenario:
     micro = in_process_us()
     lines = [*load_table(rows), "", f"edge / off = {fmt_ratio(value)} requests/s",
              f"the pipeline in-process: {micro:.1f} µs per request"]
-    return Scenario(
-        key="edge",
-        title="Edge stages (trivial app, 1 worker)",
-        text="\n".join(lines),
-        data={"load": {"connections": load.connections, "duration_s": load.duration_s},
-              "rows": [r.to_json() for r in rows], "ratio": value, "in_process_us": micro,
-              "targets": []},
-        failed=any(r.result is None for r in rows),
-        plot={"kind": "bar", "title": f"Edge stages, c={load.connections}",
-              "ylabel": "requests/s", "labels": [r.name for r in rows],
-              "values": [r.rps for r in rows], "subjects": ["edge"]},
-    )
+    return rows_scenario("edge", "Edge stages (trivial app, 1 worker)", lines, rows, load,
+                         {"ratio": value, "in_process_us": micro, "targets": []}, ["edge"],
+                         plot_title="Edge stages")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from suite import (
     load_table,
     measure,
     ratio_value,
+    rows_scenario,
     target,
     targets_text,
     watt_spec,
@@ -77,18 +78,10 @@ def scenario(settings: Settings) -> Scenario:
              f"tracing + metrics: observed / default = {fmt_ratio(value)} requests/s",
              f"access log alone: default / quiet = {fmt_ratio(access)} requests/s", "",
              *targets_text(targets)]
-    return Scenario(
-        key="observability",
-        title="Observability overhead (trivial app, 1 worker)",
-        text="\n".join(lines),
-        data={"load": {"connections": load.connections, "duration_s": load.duration_s},
-              "rows": [r.to_json() for r in rows], "ratio": value, "access_log_ratio": access,
-              "targets": targets},
-        failed=any(r.result is None for r in rows),
-        plot={"kind": "bar", "title": f"Observability, c={load.connections}",
-              "ylabel": "requests/s", "labels": [r.name for r in rows],
-              "values": [r.rps for r in rows], "subjects": ["observed"]},
-    )
+    return rows_scenario("observability", "Observability overhead (trivial app, 1 worker)",
+                         lines, rows, load, {"ratio": value, "access_log_ratio": access,
+                                             "targets": targets}, ["observed"],
+                         plot_title="Observability")
 
 
 if __name__ == "__main__":

@@ -254,9 +254,11 @@ def target(text: str, ok: bool | None, numbers: str, suspect: bool = False) -> d
 
 
 def rows_scenario(key: str, title: str, lines: list[str], rows: Sequence[Measured],
-                  load: LoadSettings, data: dict, subjects: list[str]) -> Scenario:
+                  load: LoadSettings, data: dict, subjects: list[str],
+                  plot_title: str | None = None) -> Scenario:
     """A scenario made of servers measured under one load: its table (``lines``),
-    every row in the data, and a bar of requests/s per row."""
+    every row in the data, and a bar of requests/s per row (titled ``plot_title``,
+    default ``title``)."""
     return Scenario(
         key=key,
         title=title,
@@ -264,7 +266,7 @@ def rows_scenario(key: str, title: str, lines: list[str], rows: Sequence[Measure
         data={"load": {"connections": load.connections, "duration_s": load.duration_s},
               "rows": [r.to_json() for r in rows], **data},
         failed=any(r.result is None for r in rows),
-        plot={"kind": "bar", "title": f"{title}, c={load.connections}",
+        plot={"kind": "bar", "title": f"{plot_title or title}, c={load.connections}",
               "ylabel": "requests/s", "labels": [r.name for r in rows],
               "values": [r.rps for r in rows], "subjects": subjects},
     )
