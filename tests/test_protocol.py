@@ -242,7 +242,7 @@ def test_describe():
     assert p.describe((p.STOPPED, 0)) == "STOPPED(sid=0)"
     assert p.describe((99, 5)) == "kind 99(sid=5)"
     assert all(getattr(p, name) == kind for kind, name in p.KIND_NAMES.items())
-    assert len(set(p.KIND_NAMES)) == 24  # kinds are distinct
+    assert len(set(p.KIND_NAMES)) == 28  # kinds are distinct
     assert p.TERMINAL == {p.CANCEL, p.ERROR, p.WS_CLOSE}
 
 

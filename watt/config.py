@@ -65,6 +65,11 @@ class ServerConfig(EdgeServerConfig):
         Literal["auto", "watt", "granian", "hypercorn"],
         _doc("HTTP engine of the entrypoint server; `auto` lets Watt choose."),
     ] = "auto"
+    direct: Annotated[bool, _doc(
+        "watt engine: the entrypoint application's subinterpreter workers serve the "
+        "connections the main interpreter accepts, with no hop per request; Watt falls back "
+        "to forwarding (and logs why) when TLS, an edge stage, limits.maxConcurrency or "
+        "httpCache for the entrypoint needs the main interpreter per request.")] = True
 
 
 class ApplicationConfig(_Section):

@@ -66,6 +66,9 @@ class H1Engine:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task | None = None
         self.closing = False
+        #: http1_direct.DirectAccept when the entrypoint's workers serve connections
+        #: themselves (set by the runtime before start); None: forward every request.
+        self.direct = None
 
     @staticmethod
     def available() -> bool:
@@ -85,9 +88,13 @@ class H1Engine:
             from .edge.tls import context
 
             self.scheme = "https"
-        self._server = await loop.create_server(lambda: H1Protocol(self), sock=sock,
-                                                backlog=1024,
-                                                ssl=None if tls is None else context(tls))
+        if self.direct is not None and tls is None:
+            self.direct.start(sock)
+        else:
+            self.direct = None
+            self._server = await loop.create_server(lambda: H1Protocol(self), sock=sock,
+                                                    backlog=1024,
+                                                    ssl=None if tls is None else context(tls))
         self._sweeper = loop.create_task(self._sweep())
         return format_url(self.host, self.port, self.scheme)
 
@@ -108,11 +115,28 @@ class H1Engine:
         proxy retires its pooled connections itself instead of sending on one that
         this server closes under it."""
         self.closing = True
+        if self.direct is not None:
+            self.direct.retire(0)
+
+    def adopt(self, sock, data: bytes) -> None:
+        """Serve a connection accepted elsewhere (direct mode: one no worker took, or
+        one a worker handed back with the bytes it had read, ``data``)."""
+        loop = asyncio.get_running_loop()
+        loop.create_task(loop.connect_accepted_socket(lambda: _Adopted(self, data), sock))
+
+    @property
+    def active(self) -> int:
+        """Open client connections, here and in the workers."""
+        return len(self.connections) + (self.direct.active if self.direct is not None else 0)
 
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (up to the graceful
         timeout), close idle keep-alive connections, then close the rest."""
         self.closing = True
+        direct = self.direct
+        if direct is not None:
+            direct.stop_accepting()
+            direct.retire(1)
         if self._server is not None:
             # One loop turn accepts what the kernel has queued; closing first would
             # reset those connections, whose requests may already be sent.
@@ -121,12 +145,15 @@ class H1Engine:
         for conn in list(self.connections):
             conn.close_if_idle()
         deadline = time.monotonic() + self.graceful_timeout
-        while self.connections and time.monotonic() < deadline:
+        while (self.connections or direct is not None and direct.active) \
+                and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
             for conn in list(self.connections):
                 conn.close_if_idle()
         for conn in list(self.connections):
             conn.abort()
+        if direct is not None:
+            direct.retire(2)
         # Each transport detaches from the server in its connection_lost, a loop
         # iteration after abort(): let them all, before wait_closed (on 3.13.0 a
         # transport detaching after wait_closed raises inside asyncio).
@@ -361,3 +388,17 @@ class H1Protocol(asyncio.Protocol):
         from .ws_bridge import WebSocketBridge
 
         self._ws = WebSocketBridge(self, exchange.scope, data[offset:])
+
+
+class _Adopted(H1Protocol):
+    """A connection that arrives with bytes already read (a worker's handoff)."""
+
+    def __init__(self, engine: H1Engine, data: bytes) -> None:
+        super().__init__(engine)
+        self._first = data
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if self._first:  # before the transport's first read: the bytes stay in order
+            data, self._first = self._first, b""
+            self.data_received(data)

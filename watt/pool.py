@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 from loguru import logger
 
 from .capability import Capability
-from .channel.protocol import CACHE, HEALTH, LOG, METRICS, SPANS, UNLINKED
+from .channel.protocol import CACHE, CONN_CLOSED, HANDOFF, HEALTH, LOG, METRICS, SPANS, UNLINKED
 from .config import ApplicationConfig
 from .config_outbound import interceptors_spec, outbound_cache_spec
 from .config_workers import WorkersConfig
 from .errors import WattError
+from .http1_direct import direct_spec
 from .isolation import WorkerHandle, WorkerStartError, create_worker
 from .isolation.base import READY
 from .observability.tracing import worker_tracing
@@ -92,6 +93,9 @@ class AppPool:
             "interceptors": interceptors_spec(self.runtime.config.mesh.interceptors,
                                               self.app.interceptors),
             "http_cache": outbound_cache_spec(self.runtime.config.config.http_cache),
+            "direct": direct_spec(self.runtime.config)
+            if self.runtime.config.server.direct and self.id == self.runtime.config.entrypoint
+            else None,
         }
 
     def _observe_spec(self) -> dict:
@@ -356,6 +360,12 @@ def _control(runtime: Runtime):
             links.unlinked(worker, frame[2])
         elif kind == HEALTH and worker.health is not None:
             worker.health.report(frame[2], frame[3], time.monotonic(), frame[4], frame[5])
+        elif kind == CONN_CLOSED or kind == HANDOFF:  # direct connections (http1_direct)
+            direct = getattr(runtime._engine, "direct", None)
+            if direct is not None:
+                direct.on_frame(worker, frame)
+            elif kind == HANDOFF:
+                os.close(frame[2])
         elif kind == CACHE:  # watt.cache in an application
             from .cache.tap import worker_frame
 

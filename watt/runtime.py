@@ -128,13 +128,14 @@ class Runtime:
             # The engine drains requests to the entrypoint application: as long as
             # that application's own drain may take.
             entry_drain = self.pools[entry].app.graceful_shutdown
+            edge = make_edge(self.config, self)
             self._engine = create_engine(self._engine_name or server.engine,
-                                         Forwarder(self.router, entry, self.config.limits,
-                                                   make_edge(self.config, self),
+                                         Forwarder(self.router, entry, self.config.limits, edge,
                                                    resolve_tls(server.tls, self.config.base_dir)),
                                          host, port,
                                          self.graceful_timeout if entry_drain is None
                                          else entry_drain / 1000)
+            self._direct_mode(edge)
             self.url = await self._engine.start()
         except BaseException:
             await self._stop_pools()
@@ -171,6 +172,23 @@ class Runtime:
         logger.info(f"entrypoint {entry!r} listening at {self.url} ({self._engine.name})")
         return self.url
 
+    def _direct_mode(self, edge) -> None:
+        """Serve the entrypoint's connections in its workers when nothing per request
+        needs the main interpreter (watt/http1_direct.py); say which mode and why."""
+        from .http1_direct import DirectAccept, direct_refusal
+
+        engine = self._engine
+        refusal = direct_refusal(self.config, engine.name, edge)
+        pool = self.pools[self.config.entrypoint]
+        if refusal is None and pool.isolation == "process":
+            refusal = "the entrypoint application runs in process workers"
+        if refusal is None:
+            engine.direct = DirectAccept(engine)
+            logger.debug("entrypoint: connections are served in the entrypoint's workers")
+        elif self.config.server.direct and engine.name == "watt":
+            logger.debug(f"entrypoint: requests are forwarded through the main interpreter: "
+                         f"{refusal}")
+
     def _management_wanted(self) -> bool:
         management = self.config.management_api
         return self._management_enabled and (management is True or (
@@ -204,8 +222,7 @@ class Runtime:
         engine = self._engine
         if engine is None:
             return []
-        connections = getattr(engine, "connections", None)
-        return connection_families(engine.name, len(connections) if connections is not None
+        return connection_families(engine.name, engine.active if hasattr(engine, "connections")
                                    else engine.app.active)
 
     def _telemetry_families(self) -> list:

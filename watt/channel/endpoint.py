@@ -37,6 +37,8 @@ class Channel:
         self.on_request: Callable[[tuple], None] | None = None
         self.on_control: Callable[[tuple], None] | None = None
         self.on_lost: Callable[[], None] | None = None
+        #: Called with each client connection (a CONN frame) the peer never took.
+        self.on_unsent_conn: Callable[[tuple], None] | None = None
         self.send = transport.send
         self.lost = False
         self.rejected = 0  # malformed frames dropped (logged)
@@ -101,7 +103,9 @@ class Channel:
         take = getattr(self.transport, "take_unsent", None)
         bounced = 0
         for frame in take() if take is not None else ():
-            if frame[0] == p.REQUEST and p.opened_by(frame[1]) == self.side:
+            if frame[0] == p.CONN and self.on_unsent_conn is not None:
+                self.on_unsent_conn(frame)
+            elif frame[0] == p.REQUEST and p.opened_by(frame[1]) == self.side:
                 handler = self.streams.pop(frame[1], None)
                 if handler is not None:
                     bounced += 1

@@ -46,6 +46,13 @@ Frame layouts (``sid`` = stream id)::
     (CACHE, 0, "put", method, url, headers, status, response_headers, body)
                           worker -> main: watt.cache.store
     (LOG_LEVEL, 0, level)       main -> worker: write lines from this level on (a LEVELS name)
+    (CONN, 0, fd)               main -> entry worker: serve this accepted client connection
+                          (watt/worker/direct.py; subinterpreters share the process's fds)
+    (CONN_CLOSED, 0, count)     worker -> main: that many direct connections ended
+    (HANDOFF, 0, fd, data)      worker -> main: serve this connection in the main engine,
+                          starting with ``data`` (bytes read but not answered)
+    (CONN_RETIRE, 0, mode)      main -> entry worker: 0 drain (connection: close from now
+                          on), 1 stop (close idle connections too), 2 abort them all
 """
 
 from __future__ import annotations
@@ -75,6 +82,10 @@ METRICS = 30
 SPANS = 31
 CACHE = 33
 LOG_LEVEL = 32
+CONN = 34
+CONN_CLOSED = 35
+HANDOFF = 36
+CONN_RETIRE = 37
 
 KIND_NAMES = {
     REQUEST: "REQUEST",
@@ -101,6 +112,10 @@ KIND_NAMES = {
     SPANS: "SPANS",
     CACHE: "CACHE",
     LOG_LEVEL: "LOG_LEVEL",
+    CONN: "CONN",
+    CONN_CLOSED: "CONN_CLOSED",
+    HANDOFF: "HANDOFF",
+    CONN_RETIRE: "CONN_RETIRE",
 }
 
 # Frames that end a stream for the side receiving them.

@@ -100,10 +100,20 @@ async def serve(spec: dict, transport, selector: MeteredSelector | None = None) 
 
     server.halt = halt
 
+    if spec.get("direct") is not None:  # the entrypoint's worker: it may get connections
+        from .direct import DirectServer
+
+        server.direct = DirectServer(server, channel, spec["direct"])
+
     def on_control(frame: tuple) -> None:
-        if frame[0] == p.STOP:
+        kind = frame[0]
+        if kind == p.STOP:
             if not stop.done():
                 stop.set_result(frame[2] / 1000)
+        elif kind == p.CONN and server.direct is not None:
+            server.direct.on_conn(frame)
+        elif kind == p.CONN_RETIRE and server.direct is not None:
+            server.direct.retire(frame[2])
         else:
             links.on_control(frame)
 

@@ -26,6 +26,7 @@ class WorkerServer:
         self.stopping = False
         self.observer = None  # observe.Observer: logs, metrics, spans; set by bootstrap
         self.max_concurrency: int | None = None  # applications[].maxConcurrency
+        self.direct = None  # direct.DirectServer: the entrypoint's connections served here
         # Tracebacks as the user should see them (bootstrap.user_traceback drops our frames).
         self.format_exception = lambda exc: "".join(traceback.format_exception(exc))
         # Called when the app ends this worker (SystemExit, KeyboardInterrupt):
@@ -57,12 +58,16 @@ class WorkerServer:
     async def drain(self, timeout: float) -> None:
         """Let in-flight requests finish for up to ``timeout`` seconds, then cancel them."""
         self.stopping = True
+        if self.direct is not None:
+            self.direct.retire(1)  # idle connections close; busy ones after their answer
         if self.tasks:
             _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
+        if self.direct is not None:
+            self.direct.retire(2)
 
     def _scope(self, encoded: tuple) -> dict:
         scope = p.decode_scope(encoded)

@@ -1,0 +1,178 @@
+"""The watt engine's direct mode: accept here, serve in the entrypoint's workers.
+
+Forwarding costs the main loop a REQUEST frame, a queue, two wake-ups and the
+socket I/O of every request, so one loop caps the whole runtime (benchmarks/
+README.md).  When nothing per request needs the main interpreter (see
+:func:`direct_refusal`), the engine only accepts: each new connection goes,
+as a file descriptor in a ``CONN`` frame, to the subinterpreter worker of the
+entrypoint application with the fewest connections, which parses and answers
+it on its own loop and core (:mod:`watt.worker.direct`).  A connection the
+worker's fast path does not take (an upgrade, a streamed body, HTTP/1.0,
+anything malformed) comes back in a ``HANDOFF`` frame and the engine serves it
+here, as in forwarding mode.  With no subinterpreter worker ready (all
+restarting, or process workers), connections are served here as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+from .channel import protocol as p
+
+if TYPE_CHECKING:
+    from .http1 import H1Engine
+
+
+def direct_refusal(config, engine_name: str, edge) -> str | None:
+    """Why the entrypoint cannot be served in its workers, or None when it can."""
+    server = config.server
+    if not server.direct:
+        return "server.direct is false"
+    if engine_name != "watt":
+        return f"server.engine is {engine_name!r} (direct serving is the watt engine's)"
+    if server.tls is not None:
+        return "server.tls terminates TLS in the main interpreter"
+    if edge is not None and edge.pipeline is not None:
+        return "an edge stage (auth, CORS, rate limit, validation, headers) runs in the main " \
+               "interpreter"
+    if config.limits.max_concurrency:
+        return "limits.maxConcurrency counts requests across workers in the main interpreter"
+    cache = config.config.http_cache
+    if cache is not None and config.entrypoint in (cache.applications or ()):
+        return "the entrypoint's answers are cached (httpCache) in the main interpreter"
+    return None
+
+
+def direct_spec(config) -> dict:
+    """What an entrypoint worker needs to serve connections itself (its spec's
+    ``direct``): the request limits and the header rules of :class:`~watt.edge.proxy.Edge`."""
+    limits = config.limits
+    server = config.server
+    return {
+        "limits": {"max_header_size": limits.max_header_size,
+                   "max_header_count": limits.max_header_count,
+                   "max_body_size": limits.max_body_size,
+                   "request_timeout": limits.request_timeout,
+                   "header_timeout": limits.header_timeout,
+                   "keep_alive_timeout": limits.keep_alive_timeout},
+        "user_header": server.user_header,
+        "trusted": list(server.trusted_proxies or ()),
+    }
+
+
+class DirectAccept:
+    """Accept on the entrypoint's socket and hand each connection to a worker."""
+
+    def __init__(self, engine: H1Engine) -> None:
+        self.engine = engine
+        self.handed: dict[object, int] = {}  # worker -> its open direct connections
+        self.sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._accept)
+
+    def stop_accepting(self) -> None:
+        if self.sock is not None:
+            self._accept()  # what the kernel has queued is served, not reset
+            self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+
+    @property
+    def active(self) -> int:
+        """Open connections served in workers (for /metrics and the drain)."""
+        return sum(n for worker, n in self.handed.items() if worker.channel is not None
+                   and not worker.channel.lost)
+
+    def _accept(self) -> None:
+        sock = self.sock
+        for _ in range(128):
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of fds, or the socket closed under us
+                logger.warning(f"entrypoint: accept failed: {exc}")
+                return
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._dispatch(conn)
+
+    def _pick(self):
+        engine = self.engine
+        pool = engine.app.router.pools.get(engine.app.app_id)
+        if pool is None:
+            return None
+        best = None
+        fewest = 0
+        for worker in pool.workers:
+            if worker.kind != "subinterpreter" or not _ready(worker):
+                continue
+            n = self.handed.get(worker, 0)
+            if best is None or n < fewest:
+                best, fewest = worker, n
+        return best
+
+    def _dispatch(self, conn: socket.socket) -> None:
+        worker = self._pick()
+        if worker is None:
+            self.engine.adopt(conn, b"")
+            return
+        channel = worker.channel
+        if channel.on_unsent_conn is None:
+            channel.on_unsent_conn = self._reclaim
+        self.handed[worker] = self.handed.get(worker, 0) + 1
+        channel.send((p.CONN, 0, conn.detach()))
+        if self.engine.closing:
+            channel.send((p.CONN_RETIRE, 0, 0))
+
+    def _reclaim(self, frame: tuple) -> None:
+        """A CONN frame its worker exited without taking: serve it here."""
+        self._adopt_fd(frame[2], b"")
+
+    def _adopt_fd(self, fd: int, data: bytes) -> None:
+        try:
+            conn = socket.socket(fileno=fd)
+        except OSError:
+            return
+        conn.setblocking(False)
+        self.engine.adopt(conn, data)
+
+    def on_frame(self, worker, frame: tuple) -> None:
+        """CONN_CLOSED and HANDOFF from a worker."""
+        kind = frame[0]
+        if kind == p.CONN_CLOSED:
+            left = self.handed.get(worker, 0) - frame[2]
+            if left > 0:
+                self.handed[worker] = left
+            else:
+                self.handed.pop(worker, None)
+        elif kind == p.HANDOFF:
+            left = self.handed.get(worker, 0) - 1
+            if left > 0:
+                self.handed[worker] = left
+            else:
+                self.handed.pop(worker, None)
+            self._adopt_fd(frame[2], frame[3])
+
+    def retire(self, mode: int) -> None:
+        """Tell every worker with connections: 0 drain, 1 stop, 2 abort (CONN_RETIRE)."""
+        for worker in list(self.handed):
+            channel = worker.channel
+            if channel is None or channel.lost:
+                self.handed.pop(worker, None)
+                continue
+            channel.send((p.CONN_RETIRE, 0, mode))
+
+
+def _ready(worker) -> bool:
+    from .pool import _is_ready
+
+    return _is_ready(worker)
