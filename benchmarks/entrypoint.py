@@ -1,13 +1,17 @@
 """Entrypoint scenario: Watt's front door against the usual ASGI servers, same trivial app.
 
 The issue's target: entrypoint throughput at least the same app under uvicorn (1
-process), and with 2 workers at least uvicorn ``--workers 2``. Every request to Watt
-crosses the main interpreter's loop (engine -> channel -> worker -> back), so this is
-Watt's throughput ceiling. The servers run one after the other with the same load,
-and the report's headline is the ratios of each Watt row to each baseline:
+process), and with 2 workers at least uvicorn ``--workers 2``. By default the main
+interpreter only accepts connections and the app's workers serve them (direct mode,
+``watt/http1_direct.py``); with ``server.direct: false`` or another engine every
+request crosses the main interpreter's loop (engine -> channel -> worker -> back).
+The servers run one after the other with the same load, and the report's headline
+is the ratios of each Watt row to each baseline:
 
 - ``watt-1``, ``watt-2``: ``watt start`` with 1 and 2 workers of the app, engine
-  ``auto`` (Watt's own HTTP/1.1 engine, ``watt/http1.py``);
+  ``auto`` (Watt's own HTTP/1.1 engine), connections served in the workers;
+- ``watt-1-forwarded``: 1 worker, ``server.direct: false`` (every request forwarded
+  through the main loop: ``watt/http1.py``);
 - ``watt-1-granian``: the same with ``server.engine: granian`` (embedded);
 - ``watt-1-hypercorn``: the same with ``server.engine: hypercorn``;
 - ``uvicorn``, ``uvicorn-w2``: 1 process and ``--workers 2`` (httptools + uvloop when
@@ -47,7 +51,8 @@ APP_DIR = BENCH_DIR / "apps" / "trivial"
 CONFIG = APP_DIR / "watt.json"
 CONFIG_HYPERCORN = APP_DIR / "watt-hypercorn.json"
 CONFIG_GRANIAN = APP_DIR / "watt-granian.json"
-SUBJECTS = ["watt-1", "watt-2", "watt-1-granian", "watt-1-hypercorn"]
+CONFIG_FORWARDED = APP_DIR / "watt-forwarded.json"
+SUBJECTS = ["watt-1", "watt-2", "watt-1-forwarded", "watt-1-granian", "watt-1-hypercorn"]
 BASELINES = ["uvicorn", "uvicorn-w2", "gunicorn-uvicorn-w2", "hypercorn", "granian"]
 
 
@@ -79,9 +84,11 @@ def servers() -> list[tuple[object, str]]:
     """(spec maker, what it is), in the order they run; a missing server is skipped."""
     out: list[tuple[object, str]] = [
         (lambda: watt_spec("watt-1", CONFIG, "--workers", "1"),
-         "Watt, 1 subinterpreter worker, engine auto (watt: httptools on the main loop)"),
+         "Watt, 1 subinterpreter worker, engine auto (watt: served in the worker)"),
         (lambda: watt_spec("watt-2", CONFIG, "--workers", "2"),
          "Watt, 2 subinterpreter workers, engine auto"),
+        (lambda: watt_spec("watt-1-forwarded", CONFIG_FORWARDED, "--workers", "1"),
+         "Watt, 1 worker, server.direct false (httptools on the main loop, forwarded)"),
         (lambda: watt_spec("watt-1-granian", CONFIG_GRANIAN, "--workers", "1"),
          "Watt, 1 worker, server.engine granian (embedded)"),
         (lambda: watt_spec("watt-1-hypercorn", CONFIG_HYPERCORN, "--workers", "1"),

@@ -14,9 +14,14 @@ from support import app_config
 from watt.testing import RuntimeHandle
 
 
-@pytest.fixture(scope="module")
-def rt():
-    with RuntimeHandle({"applications": [app_config("a")]}, engine="watt") as handle:
+@pytest.fixture(scope="module", params=["direct", "forwarded"])
+def rt(request):
+    """Both ways of the engine: connections served in the worker (server.direct, the
+    default) and every request forwarded through the main interpreter."""
+    config = {"applications": [app_config("a")],
+              "server": {"direct": request.param == "direct"}}
+    with RuntimeHandle(config, engine="watt") as handle:
+        assert (handle.runtime._engine.direct is not None) == (request.param == "direct")
         yield handle
 
 

@@ -41,7 +41,9 @@ def two_workers(watt_runtime):
 
 def test_metrics_cover_every_worker_with_labels_and_sum_across_workers(two_workers):
     rt = two_workers
-    with httpx.Client(base_url=rt.url) as client:
+    # A connection per request: each new connection goes to the worker with the fewest
+    # (a kept-alive one stays with its worker, as under uvicorn or Gunicorn).
+    with httpx.Client(base_url=rt.url, headers={"connection": "close"}) as client:
         for _ in range(10):
             assert client.get("/whoami").status_code == 200
         for _ in range(3):
@@ -88,7 +90,9 @@ def test_metrics_cover_every_worker_with_labels_and_sum_across_workers(two_worke
 
 def test_an_applications_own_prometheus_metrics_are_labelled_per_worker(two_workers):
     rt = two_workers
-    with httpx.Client(base_url=rt.url) as client:
+    # A connection per request: each new connection goes to the worker with the fewest
+    # (a kept-alive one stays with its worker, as under uvicorn or Gunicorn).
+    with httpx.Client(base_url=rt.url, headers={"connection": "close"}) as client:
         for _ in range(8):
             assert client.get("/count").status_code == 200
     found = parse(rt.metrics())

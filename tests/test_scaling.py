@@ -206,8 +206,10 @@ def test_a_check_that_does_not_exist_fails_the_start_with_a_code(watt_runtime):
 def test_scale_down_takes_the_worker_out_of_routing_then_drains_its_requests(watt_runtime):
     import concurrent.futures
 
-    rt = watt_runtime({"health": {"enabled": False}, "applications": [
-        app_config("s", "scaling", workers=2)]})
+    # Forwarded requests (server.direct false): the pool's in-flight count is the
+    # main side's; test_direct covers a leaving worker's connections in direct mode.
+    rt = watt_runtime({"health": {"enabled": False}, "server": {"direct": False},
+                       "applications": [app_config("s", "scaling", workers=2)]})
     pool = rt.runtime.pools["s"]
     with concurrent.futures.ThreadPoolExecutor(4) as executor:
         slow = [executor.submit(httpx.get, rt.url + "/idle?ms=1500", timeout=30)

@@ -160,7 +160,9 @@ def test_requests_a_dying_worker_never_took_go_to_another_worker(watt_runtime, t
     import concurrent.futures
     import time
 
-    rt = watt_runtime({"applications": [app_config("b", workers=2)]})
+    # Forwarded requests (server.direct false); test_direct has the same for connections.
+    rt = watt_runtime({"server": {"direct": False},
+                       "applications": [app_config("b", workers=2)]})
     workers = rt.runtime.pools["b"].workers
     flag = tmp_path / "go"
     blocking = tmp_path / "go.blocking"

@@ -42,7 +42,7 @@ def direct_refusal(config, engine_name: str, edge) -> str | None:
     if config.limits.max_concurrency:
         return "limits.maxConcurrency counts requests across workers in the main interpreter"
     cache = config.config.http_cache
-    if cache is not None and config.entrypoint in (cache.applications or ()):
+    if cache is not None and (cache.entrypoint or config.entrypoint in (cache.applications or ())):
         return "the entrypoint's answers are cached (httpCache) in the main interpreter"
     return None
 
@@ -72,6 +72,7 @@ class DirectAccept:
         self.handed: dict[object, int] = {}  # worker -> its open direct connections
         self.sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._turn = 0
 
     def start(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -110,9 +111,15 @@ class DirectAccept:
         pool = engine.app.router.pools.get(engine.app.app_id)
         if pool is None:
             return None
+        # The fewest open connections; among equals, the next in turn (short-lived
+        # connections would otherwise all go to the first worker).
+        workers = pool.workers
+        count = len(workers)
+        self._turn += 1
         best = None
         fewest = 0
-        for worker in pool.workers:
+        for i in range(count):
+            worker = workers[(self._turn + i) % count]
             if worker.kind != "subinterpreter" or not _ready(worker):
                 continue
             n = self.handed.get(worker, 0)
@@ -120,30 +127,35 @@ class DirectAccept:
                 best, fewest = worker, n
         return best
 
-    def _dispatch(self, conn: socket.socket) -> None:
-        worker = self._pick()
-        if worker is None:
-            self.engine.adopt(conn, b"")
+    def _dispatch(self, conn: socket.socket, data: bytes = b"") -> None:
+        worker = None if self.sock is None else self._pick()
+        if worker is None:  # none ready, or the engine stops: serve it here
+            self.engine.adopt(conn, data)
             return
         channel = worker.channel
         if channel.on_unsent_conn is None:
             channel.on_unsent_conn = self._reclaim
         self.handed[worker] = self.handed.get(worker, 0) + 1
-        channel.send((p.CONN, 0, conn.detach()))
+        channel.send((p.CONN, 0, conn.detach(), data))
         if self.engine.closing:
             channel.send((p.CONN_RETIRE, 0, 0))
 
     def _reclaim(self, frame: tuple) -> None:
-        """A CONN frame its worker exited without taking: serve it here."""
-        self._adopt_fd(frame[2], b"")
+        """A CONN frame its worker exited without taking: to another worker."""
+        self._take_back(frame[2], frame[3], True)
 
-    def _adopt_fd(self, fd: int, data: bytes) -> None:
+    def _take_back(self, fd: int, data: bytes, redispatch: bool) -> None:
         try:
             conn = socket.socket(fileno=fd)
         except OSError:
             return
         conn.setblocking(False)
-        self.engine.adopt(conn, data)
+        if redispatch:
+            # After the worker's exit is handled (this may run while it is), so that
+            # it is no longer picked.
+            self._loop.call_soon(self._dispatch, conn, data)
+        else:
+            self.engine.adopt(conn, data)
 
     def on_frame(self, worker, frame: tuple) -> None:
         """CONN_CLOSED and HANDOFF from a worker."""
@@ -160,7 +172,7 @@ class DirectAccept:
                 self.handed[worker] = left
             else:
                 self.handed.pop(worker, None)
-            self._adopt_fd(frame[2], frame[3])
+            self._take_back(frame[2], frame[3], frame[4])
 
     def retire(self, mode: int) -> None:
         """Tell every worker with connections: 0 drain, 1 stop, 2 abort (CONN_RETIRE)."""

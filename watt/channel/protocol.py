@@ -46,11 +46,13 @@ Frame layouts (``sid`` = stream id)::
     (CACHE, 0, "put", method, url, headers, status, response_headers, body)
                           worker -> main: watt.cache.store
     (LOG_LEVEL, 0, level)       main -> worker: write lines from this level on (a LEVELS name)
-    (CONN, 0, fd)               main -> entry worker: serve this accepted client connection
+    (CONN, 0, fd, data)         main -> entry worker: serve this client connection, whose
+                          first bytes (read by a worker that stopped) are ``data``
                           (watt/worker/direct.py; subinterpreters share the process's fds)
     (CONN_CLOSED, 0, count)     worker -> main: that many direct connections ended
-    (HANDOFF, 0, fd, data)      worker -> main: serve this connection in the main engine,
-                          starting with ``data`` (bytes read but not answered)
+    (HANDOFF, 0, fd, data, redispatch)  worker -> main: this connection, with ``data``
+                          (bytes read, not answered): serve it in the main engine, or
+                          (redispatch=1, the worker stops) give it to another worker
     (CONN_RETIRE, 0, mode)      main -> entry worker: 0 drain (connection: close from now
                           on), 1 stop (close idle connections too), 2 abort them all
 """

@@ -95,6 +95,8 @@ async def serve(spec: dict, transport, selector: MeteredSelector | None = None) 
     links = LinkTable(channel, server.on_request)
 
     def halt() -> None:
+        if server.direct is not None:
+            server.direct.halt()  # before the channel closes: its handoffs go out
         channel.close()
         links.close_all()
 

@@ -77,6 +77,8 @@ class DirectServer:
         self.connections: set[DirectProtocol] = set()
         self.closing = False  # drain: every answer says connection: close
         self.stopping = False  # stop: idle connections are closed too
+        self.releasing = False  # this worker stops: its connections go back to the main side
+        self.halted = False  # the application ended the worker: no later loop turn
         self.date = b""
         self._second = -1
         self._sweeper: asyncio.Task | None = None
@@ -84,10 +86,12 @@ class DirectServer:
 
     # -- from the main interpreter -----------------------------------------------------
     def on_conn(self, frame: tuple) -> None:
-        """``(CONN, 0, fd)``: a client connection to serve."""
-        fd = frame[2]
+        """``(CONN, 0, fd, data)``: a client connection to serve, and the bytes another
+        worker had read from it."""
+        fd, data = frame[2], frame[3]
         if self.stopping or self.server.app is None:
-            self.channel.send((p.HANDOFF, 0, fd, b""))  # not serving: the main side takes it
+            # Not serving (any more): the main side gives it to another worker.
+            self.channel.send((p.HANDOFF, 0, fd, data, 1))
             return
         loop = self._loop = asyncio.get_running_loop()
         try:
@@ -97,7 +101,7 @@ class DirectServer:
             return
         sock.setblocking(False)
         task = loop.create_task(loop.connect_accepted_socket(
-            lambda: DirectProtocol(self), sock))
+            lambda: DirectProtocol(self, data), sock))
         task.add_done_callback(self._connected)
         if self._sweeper is None:
             self._sweeper = loop.create_task(self._sweep())
@@ -118,6 +122,30 @@ class DirectServer:
             for conn in list(self.connections):
                 conn.abort()
 
+    def release(self) -> None:
+        """This worker is stopping (a restart, a scale-down, the runtime's stop): give
+        every connection back to the main side, idle ones now, busy ones once answered,
+        so that clients keep them (the main side passes them to another worker)."""
+        self.releasing = self.stopping = True
+        for conn in list(self.connections):
+            if not conn.busy:
+                conn.hand_off(True)
+
+    def halt(self) -> None:
+        """The application ended this worker (SystemExit): what is answered so far
+        stays; a request under way gets the 502 the main side would give
+        (``WATT_WORKER_DIED``), idle connections go back to the main side."""
+        self.releasing = self.stopping = self.halted = True
+        for conn in list(self.connections):
+            exchange = conn.exchange
+            if exchange is None:
+                conn.hand_off(True)
+            elif not exchange.started and not exchange.gone:
+                exchange.gone = True
+                exchange.fail("WATT_WORKER_DIED")
+            else:
+                conn.abort()  # mid-answer: a truncated body must not pass for a whole one
+
     def clock(self) -> bytes:
         now = int(time.time())
         if now != self._second:
@@ -136,10 +164,10 @@ class DirectServer:
 class DirectProtocol(asyncio.Protocol):
     """One client connection, parsed and answered in this worker."""
 
-    def __init__(self, direct: DirectServer) -> None:
+    def __init__(self, direct: DirectServer, data: bytes = b"") -> None:
         self.direct = direct
         self.transport: asyncio.Transport | None = None
-        self.buf = b""
+        self.buf = data  # read by another worker, which handed the connection back
         self.busy = False  # a request is being answered
         self.closed = False
         self.handed = False  # given back to the main interpreter
@@ -162,6 +190,8 @@ class DirectProtocol(asyncio.Protocol):
         local = transport.get_extra_info("sockname")
         self.client = [str(peer[0]), int(peer[1])] if isinstance(peer, tuple) else None
         self.server = [str(local[0]), int(local[1])] if isinstance(local, tuple) else None
+        if self.buf:  # before the transport's first read: the bytes stay in order
+            self._next()
 
     def connection_lost(self, exc) -> None:
         self.closed = True
@@ -238,7 +268,7 @@ class DirectProtocol(asyncio.Protocol):
                     if not self._start():
                         return
                 except _Handoff:
-                    self._hand_off()
+                    self.hand_off(False)
                     return
         finally:
             self._looping = False
@@ -328,22 +358,30 @@ class DirectProtocol(asyncio.Protocol):
     def exchange_done(self, keep_alive: bool) -> None:
         self.exchange = None
         self.busy = False
-        if not keep_alive or self.direct.closing:
+        if not keep_alive or self.direct.closing and not self.direct.releasing:
             self.close()
             return
         self.idle_since = time.monotonic()
+        if self.direct.releasing:
+            self.hand_off(True)
+            return
         if self.buf:
             self.transport.resume_reading()
             self._next()
 
-    def _hand_off(self) -> None:
-        """Give the connection, and what it sent that is not answered, to the main side."""
+    def hand_off(self, redispatch: bool) -> None:
+        """Give the connection, and what it sent that is not answered, to the main side:
+        to serve itself (a request the fast path does not take) or, ``redispatch``, to
+        pass to another worker (this one is stopping)."""
         if self.closed:
             return
         self.handing = True
         if self.transport.get_write_buffer_size():
+            if self.direct.halted:
+                self.abort()  # no later turn of this loop to wait for
+                return
             # An answer is still going out: hand off once it is in the kernel.
-            asyncio.get_running_loop().call_later(0.001, self._hand_off)
+            asyncio.get_running_loop().call_later(0.001, self.hand_off, redispatch)
             self.transport.pause_reading()
             return
         sock = self.transport.get_extra_info("socket")
@@ -355,7 +393,7 @@ class DirectProtocol(asyncio.Protocol):
         self.handed = True
         self.closed = True
         self.transport.abort()  # closes our fd only: the connection lives on in ``fd``
-        self.direct.channel.send((p.HANDOFF, 0, fd, self.buf))
+        self.direct.channel.send((p.HANDOFF, 0, fd, self.buf, int(redispatch)))
         self.buf = b""
 
 

@@ -59,7 +59,7 @@ class WorkerServer:
         """Let in-flight requests finish for up to ``timeout`` seconds, then cancel them."""
         self.stopping = True
         if self.direct is not None:
-            self.direct.retire(1)  # idle connections close; busy ones after their answer
+            self.direct.release()  # its connections go back to the main side
         if self.tasks:
             _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
             for task in pending:
