@@ -51,9 +51,12 @@ class WorkerServer:
         stream = channel.accept_stream(sid)
         kind = frame[3][0]
         coro = self._http(stream, frame) if kind == "http" else self._websocket(stream, frame)
-        task = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        # Started at once (eager), not on the loop's next turn: the app runs until its
+        # first real wait, and a request it answers without waiting needs no turn.
+        task = asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
+        if not task.done():
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
     async def drain(self, timeout: float) -> None:
         """Let in-flight requests finish for up to ``timeout`` seconds, then cancel them."""
