@@ -188,3 +188,22 @@ def test_connections_a_dying_worker_never_took_go_to_another_worker(tmp_path):
             assert blocked.result().status_code == 502
     assert [status for status, _, _ in answers] == [b"HTTP/1.1 200 OK"] * 3
     assert {json.loads(body)["interpreter"] for _, _, body in answers} == {alive.interpreter_id}
+
+
+def test_deadlines_and_a_large_answer_in_the_worker():
+    config = {"applications": [app_config("a")],
+              "limits": {"keepAliveTimeout": 300, "headerTimeout": 300}}
+    with RuntimeHandle(config, engine="watt") as handle:
+        assert handle.runtime._engine.direct is not None
+        with _connect(handle) as sock:  # more than the socket buffers hold: flow control
+            size = 8 * 1024 * 1024
+            _, headers, body = _ask(sock, bytearray(),
+                                    b"GET /download?size=%d HTTP/1.1\r\nHost: x\r\n\r\n" % size)
+            assert len(body) == size == int(headers[b"content-length"])
+            assert sock.recv(1) == b""  # then idle past keepAliveTimeout: closed
+        with _connect(handle) as sock:  # a head that never ends: cut at headerTimeout
+            sock.sendall(b"GET /whoami HTTP/1.1\r\nHost: x\r\n")
+            try:
+                assert sock.recv(1) == b""
+            except ConnectionResetError:
+                pass  # aborted, as the main engine does

@@ -66,6 +66,7 @@ class H1Engine:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task | None = None
         self.closing = False
+        self.stopped = False
         #: http1_direct.DirectAccept when the entrypoint's workers serve connections
         #: themselves (set by the runtime before start); None: forward every request.
         self.direct = None
@@ -121,6 +122,9 @@ class H1Engine:
     def adopt(self, sock, data: bytes) -> None:
         """Serve a connection accepted elsewhere (direct mode: one no worker took, or
         one a worker handed back with the bytes it had read, ``data``)."""
+        if self.stopped:  # nothing would ever close it: the client reconnects elsewhere
+            sock.close()
+            return
         loop = asyncio.get_running_loop()
         loop.create_task(loop.connect_accepted_socket(lambda: _Adopted(self, data), sock))
 
@@ -163,6 +167,7 @@ class H1Engine:
             await asyncio.sleep(0.01)
         if self._sweeper is not None:
             self._sweeper.cancel()
+        self.stopped = True
         if self._server is not None:
             await self._server.wait_closed()
 

@@ -169,7 +169,8 @@ class Runtime:
             from .management.dashboard import start_configured
 
             await start_configured(self, dashboard)
-        logger.info(f"entrypoint {entry!r} listening at {self.url} ({self._engine.name})")
+        mode = ", served in its workers" if getattr(self._engine, "direct", None) else ""
+        logger.info(f"entrypoint {entry!r} listening at {self.url} ({self._engine.name}{mode})")
         return self.url
 
     def _direct_mode(self, edge) -> None:

@@ -78,6 +78,7 @@ class DirectServer:
         self.closing = False  # drain: every answer says connection: close
         self.stopping = False  # stop: idle connections are closed too
         self.releasing = False  # this worker stops: its connections go back to the main side
+        self.final = False  # the runtime stops: connections end here, none goes back
         self.halted = False  # the application ended the worker: no later loop turn
         self.date = b""
         self._second = -1
@@ -115,7 +116,8 @@ class DirectServer:
         1 stop (also close idle connections), 2 abort every connection."""
         self.closing = True
         if mode >= 1:
-            self.stopping = True
+            self.stopping = self.final = True
+            self.releasing = False
             for conn in list(self.connections):
                 conn.close_if_idle()
         if mode >= 2:
@@ -126,6 +128,8 @@ class DirectServer:
         """This worker is stopping (a restart, a scale-down, the runtime's stop): give
         every connection back to the main side, idle ones now, busy ones once answered,
         so that clients keep them (the main side passes them to another worker)."""
+        if self.final:
+            return  # the runtime stops: retire() closes them instead
         self.releasing = self.stopping = True
         for conn in list(self.connections):
             if not conn.busy:
