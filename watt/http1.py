@@ -31,7 +31,8 @@ from urllib.parse import unquote
 import httptools
 
 from .entrypoint import bind_socket, format_url
-from .http1_exchange import Exchange, status_line
+from .http1_exchange import Exchange
+from .http1_head import Connection, status_line
 
 
 class _Clock:
@@ -172,7 +173,7 @@ class H1Engine:
             await self._server.wait_closed()
 
 
-class H1Protocol(asyncio.Protocol):
+class H1Protocol(Connection, asyncio.Protocol):
     """One client connection."""
 
     def __init__(self, engine: H1Engine) -> None:
@@ -258,16 +259,6 @@ class H1Protocol(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if not self.closed:
             self.transport.write(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.transport.close()
-
-    def abort(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.transport.abort()
 
     def close_if_idle(self) -> None:
         """At shutdown: close when no request is under way.  A connection that has

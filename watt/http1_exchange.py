@@ -9,7 +9,6 @@ the response frames the worker sends are written to the socket by
 from __future__ import annotations
 
 import asyncio
-import http
 import time
 from typing import TYPE_CHECKING
 
@@ -19,17 +18,12 @@ from .channel import protocol as p
 from .channel.endpoint import Stream
 from .edge.h1 import edge_body, edge_check, edge_response
 from .entrypoint import refuse
+from .http1_head import framed, response_head
 
 if TYPE_CHECKING:
     from .http1 import H1Protocol
 
-_REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
-_NO_BODY_STATUS = frozenset({204, 304})
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-def status_line(version: bytes, status: int) -> bytes:
-    return b"HTTP/%s %d %s\r\n" % (version, status, _REASONS.get(status, b""))
 
 
 class Exchange:
@@ -206,34 +200,10 @@ class Exchange:
         self.response_started = True
         proto = self.proto
         version = b"1.0" if self.scope["http_version"] == "1.0" else b"1.1"
-        parts = [status_line(version, status), proto.engine.clock.header]
-        length = None
-        keep_alive = self.keep_alive and not proto.engine.closing
-        for i in range(0, len(flat), 2):
-            name = flat[i]
-            if name == b"content-length":
-                try:
-                    length = int(flat[i + 1])
-                    continue  # written below, once
-                except ValueError:
-                    length = None
-            elif name == b"connection" and flat[i + 1].lower() == b"close":
-                keep_alive = False
-            elif name == b"date" or name == b"transfer-encoding":
-                continue  # ours (and the framing is ours to choose)
-            parts.append(flat[i] + b": " + flat[i + 1] + b"\r\n")
-        bodiless = self.head or status in _NO_BODY_STATUS or status < 200
+        parts, self.chunked, keep_alive, bodiless = response_head(
+            version, status, zip(flat[0::2], flat[1::2], strict=True), body, more, self.head,
+            self.keep_alive and not proto.engine.closing, proto.engine.clock.header)
         self.head = bodiless
-        if length is not None:
-            parts.append(b"content-length: %d\r\n" % length)
-        elif not more and not bodiless:
-            parts.append(b"content-length: %d\r\n" % len(body))
-        elif not bodiless:
-            if version == b"1.1":
-                self.chunked = True
-                parts.append(b"transfer-encoding: chunked\r\n")
-            else:
-                keep_alive = False  # HTTP/1.0: the end of the body is the end of the stream
         if keep_alive and self.more:
             keep_alive = False  # answered before the whole body came: the rest is unread
         if not keep_alive:
@@ -247,21 +217,15 @@ class Exchange:
             if not more:
                 self._finish(True)
             return
-        parts.append(self._framed(body, more))
+        parts.append(framed(body, more, self.chunked))
         proto.write(b"".join(parts))
         self._sent(len(body), more)
-
-    def _framed(self, body: bytes, more: bool) -> bytes:
-        if not self.chunked:
-            return body
-        chunk = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
-        return chunk if more else chunk + b"0\r\n\r\n"
 
     def _body(self, chunk: bytes, more: bool) -> None:
         if self.done:
             return
         if not self.head:  # HEAD, 204, 304: the head was the whole answer
-            self.proto.write(self._framed(chunk, more))
+            self.proto.write(framed(chunk, more, self.chunked))
         self._sent(len(chunk), more)
 
     def _sent(self, n: int, more: bool) -> None:

@@ -32,28 +32,14 @@ from urllib.parse import unquote
 
 from watt.channel import protocol as p
 from watt.edge.proxy import Edge
+from watt.http1_head import Connection, framed, response_head
 
 #: Largest request body read here; larger ones stream through the main engine.
 BODY_LIMIT = 256 * 1024
 #: Seconds a new connection has to send its first request once shutdown began.
 FRESH_GRACE = 1.0
 _TARGET = re.compile(rb"/[\x21-\x7e]*\Z")
-_NO_BODY_STATUS = frozenset({204, 304})
 _DISCONNECT = {"type": "http.disconnect"}
-_REASONS: dict[int, bytes] = {}
-
-
-def _status_line(status: int) -> bytes:
-    line = _REASONS.get(status)
-    if line is None:
-        import http
-
-        try:
-            phrase = http.HTTPStatus(status).phrase.encode()
-        except ValueError:
-            phrase = b""
-        line = _REASONS[status] = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
-    return line
 
 
 class _Handoff(Exception):
@@ -165,7 +151,7 @@ class DirectServer:
                 conn.check_deadlines(now)
 
 
-class DirectProtocol(asyncio.Protocol):
+class DirectProtocol(Connection, asyncio.Protocol):
     """One client connection, parsed and answered in this worker."""
 
     def __init__(self, direct: DirectServer, data: bytes = b"") -> None:
@@ -231,16 +217,6 @@ class DirectProtocol(asyncio.Protocol):
         if self.write_paused and not self.closed:
             self._drained = asyncio.get_running_loop().create_future()
             await self._drained
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.transport.close()
-
-    def abort(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.transport.abort()
 
     def close_if_idle(self) -> None:
         if not self.busy and self.head_started is None and not self.buf and not (
@@ -474,33 +450,10 @@ class _Exchange:
 
     def _head(self, headers, body: bytes, more: bool) -> bytes:
         self.started = True
-        status = self.status
         conn = self.conn
-        parts = [_status_line(status), conn.direct.clock()]
-        length = None
-        keep_alive = self.keep_alive and not conn.direct.closing
-        for name, value in headers:
-            name = bytes(name).lower()
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                    continue
-                except ValueError:
-                    length = None
-            elif name == b"connection" and bytes(value).lower() == b"close":
-                keep_alive = False
-            elif name == b"date" or name == b"transfer-encoding":
-                continue
-            parts.append(name + b": " + bytes(value) + b"\r\n")
-        bodiless = self.head or status in _NO_BODY_STATUS or status < 200
-        self.head = bodiless
-        if length is not None:
-            parts.append(b"content-length: %d\r\n" % length)
-        elif not more and not bodiless:
-            parts.append(b"content-length: %d\r\n" % len(body))
-        elif not bodiless:
-            self.chunked = True
-            parts.append(b"transfer-encoding: chunked\r\n")
+        parts, self.chunked, keep_alive, self.head = response_head(
+            b"1.1", self.status, headers, body, more, self.head,
+            self.keep_alive and not conn.direct.closing, conn.direct.clock())
         if not keep_alive:
             parts.append(b"connection: close\r\n")
         self.keep_alive = keep_alive
@@ -508,12 +461,7 @@ class _Exchange:
         return b"".join(parts)
 
     def _framed(self, body: bytes, more: bool) -> bytes:
-        if self.head:
-            return b""
-        if not self.chunked:
-            return bytes(body)
-        chunk = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
-        return chunk if more else chunk + b"0\r\n\r\n"
+        return b"" if self.head else framed(bytes(body), more, self.chunked)
 
     def fail(self, code: str) -> None:
         """An answer made here instead of the application's (it failed or is too slow)."""
