@@ -705,8 +705,8 @@ def measure_all(settings: LoadSettings) -> tuple[Results, dict[str, dict]]:
 
 
 def scenario(settings: Settings) -> Scenario:
-    """The mesh scenario of run.py: quick runs 2 s per measurement (2 latency rounds)."""
-    load = settings.load(duration_s=2.0 if settings.quick else settings.duration_s)
+    """The mesh scenario of run.py: quick runs 1 s per measurement (1 latency round)."""
+    load = settings.load(duration_s=1.0 if settings.quick else settings.duration_s)
     res, infos = measure_all(load)
     data = to_json(res, infos, load)
     text = header(load).split("\n", 2)[2] + "\n\n" + format_report(res, infos, load)

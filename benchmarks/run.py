@@ -98,7 +98,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def settings_from(args: argparse.Namespace, wrk: str | None) -> Settings:
-    duration, connections, warmup = (3.0, 16, 0.0) if args.quick else (10.0, 32, 1.0)
+    duration, connections, warmup = (2.0, 16, 0.0) if args.quick else (10.0, 32, 1.0)
     return Settings(
         quick=args.quick,
         duration_s=args.duration if args.duration is not None else duration,

@@ -40,7 +40,7 @@ def test_only_accepts_known_scenarios_comma_separated_or_repeated(capsys):
 
 def test_quick_changes_defaults_only():
     quick = run.settings_from(run.parse_args(["--quick"]), None)
-    assert (quick.duration_s, quick.connections, quick.warmup_s) == (3.0, 16, 0.0)
+    assert (quick.duration_s, quick.connections, quick.warmup_s) == (2.0, 16, 0.0)
     explicit = run.settings_from(run.parse_args(["--quick", "--duration", "5"]), "/usr/bin/wrk")
     assert (explicit.duration_s, explicit.connections, explicit.wrk) == (5.0, 16, "/usr/bin/wrk")
 
