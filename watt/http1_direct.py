@@ -99,12 +99,18 @@ class DirectAccept:
                 conn, _ = sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # out of fds, or the socket closed under us
-                logger.warning(f"entrypoint: accept failed: {exc}")
+            except OSError as exc:  # out of fds or memory: pause, as asyncio's servers do
+                logger.warning(f"entrypoint: accept failed, retrying in 1 s: {exc}")
+                self._loop.remove_reader(sock.fileno())
+                self._loop.call_later(1.0, self._resume)
                 return
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._dispatch(conn)
+
+    def _resume(self) -> None:
+        if self.sock is not None:
+            self._loop.add_reader(self.sock.fileno(), self._accept)
 
     def _pick(self):
         engine = self.engine

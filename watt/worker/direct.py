@@ -89,12 +89,13 @@ class DirectServer:
         sock.setblocking(False)
         task = loop.create_task(loop.connect_accepted_socket(
             lambda: DirectProtocol(self, data), sock))
-        task.add_done_callback(self._connected)
+        task.add_done_callback(lambda done: self._connected(done, sock))
         if self._sweeper is None:
             self._sweeper = loop.create_task(self._sweep())
 
-    def _connected(self, task: asyncio.Task) -> None:
+    def _connected(self, task: asyncio.Task, sock: socket.socket) -> None:
         if not task.cancelled() and task.exception() is not None:
+            sock.close()
             self.channel.send((p.CONN_CLOSED, 0, 1))
 
     def retire(self, mode: int) -> None:
@@ -111,9 +112,9 @@ class DirectServer:
                 conn.abort()
 
     def release(self) -> None:
-        """This worker is stopping (a restart, a scale-down, the runtime's stop): give
-        every connection back to the main side, idle ones now, busy ones once answered,
-        so that clients keep them (the main side passes them to another worker)."""
+        """This worker is stopping (a restart, a scale-down, a reload): give every
+        connection back to the main side, idle ones now, busy ones once answered, so
+        that clients keep them (the main side passes them to another worker)."""
         if self.final:
             return  # the runtime stops: retire() closes them instead
         self.releasing = self.stopping = True
@@ -180,7 +181,9 @@ class DirectProtocol(Connection, asyncio.Protocol):
         local = transport.get_extra_info("sockname")
         self.client = [str(peer[0]), int(peer[1])] if isinstance(peer, tuple) else None
         self.server = [str(local[0]), int(local[1])] if isinstance(local, tuple) else None
-        if self.buf:  # before the transport's first read: the bytes stay in order
+        if self.direct.releasing:  # arrived while this worker began to stop
+            self.hand_off(True)
+        elif self.buf:  # before the transport's first read: the bytes stay in order
             self._next()
 
     def connection_lost(self, exc) -> None:
