@@ -207,3 +207,35 @@ def test_deadlines_and_a_large_answer_in_the_worker():
                 assert sock.recv(1) == b""
             except ConnectionResetError:
                 pass  # aborted, as the main engine does
+
+
+@pytest.mark.parametrize("head", [
+    b"POST /upload HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /upload HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello",
+    b"POST /upload HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello",
+    b"GET /whoami HTTP/1.1\r\nX-A: 1\nContent-Length: 5\r\n\r\nhello",
+    b"GET /whoami HTTP/1.1\r\nX-A: 1\rX-B: 2\r\n\r\n",
+    b"GET /who\x00ami HTTP/1.1\r\nHost: x\r\n\r\n",
+])
+def test_ambiguous_heads_are_left_to_the_strict_parser(rt, head):
+    """What request smuggling hides in (two lengths, a space before the colon, a
+    signed length, a bare LF or CR, a NUL) never reaches the app through the fast
+    path: the main engine's parser refuses it."""
+    with _connect(rt) as sock:
+        status, _, _ = _ask(sock, bytearray(), head)
+    assert status.startswith(b"HTTP/1.1 400")
+
+
+def test_a_request_that_arrives_a_byte_at_a_time(rt):
+    request = (b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+               b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    with _connect(rt) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(request)):
+            sock.sendall(request[i:i + 1])
+        buffer = bytearray()
+        _, _, body = _read_response(sock, buffer)
+        assert json.loads(body)["bytes"] == 5
+        _, headers, body = _read_response(sock, buffer)
+        assert json.loads(body)["method"] == "GET" and headers[b"connection"] == b"close"
+        assert sock.recv(1) == b""  # and closed, as asked

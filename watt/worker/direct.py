@@ -269,7 +269,11 @@ class DirectProtocol(Connection, asyncio.Protocol):
             return False
         if end > direct.max_header_size:
             raise _Handoff
-        lines = buf[:end].split(b"\r\n")
+        head = buf[:end]
+        if head.count(b"\n") != head.count(b"\r\n") or b"\r" in head.replace(b"\r\n", b"") \
+                or b"\x00" in head:
+            raise _Handoff  # a bare CR or LF, or a NUL: the main engine's strict parser decides
+        lines = head.split(b"\r\n")
         request_line = lines[0].split(b" ")
         if len(request_line) != 3 or request_line[2] != b"HTTP/1.1" \
                 or len(lines) > direct.max_header_count + 1:
@@ -280,6 +284,7 @@ class DirectProtocol(Connection, asyncio.Protocol):
             raise _Handoff
         headers = []
         length = 0
+        has_length = False
         keep_alive = True
         for line in lines[1:]:
             colon = line.find(b":")
@@ -291,8 +296,9 @@ class DirectProtocol(Connection, asyncio.Protocol):
             name = name.lower()
             value = line[colon + 1:].strip(b" \t")
             if name == b"content-length":
-                if length or not value.isdigit():
-                    raise _Handoff
+                if has_length or not value.isdigit():
+                    raise _Handoff  # two lengths, or one that is not plain digits
+                has_length = True
                 length = int(value)
                 if length > direct.body_limit:
                     raise _Handoff
