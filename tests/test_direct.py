@@ -168,8 +168,8 @@ def test_connections_a_dying_worker_never_took_go_to_another_worker(tmp_path):
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             blocked = pool.submit(httpx.get, rt.url + "/block-then-exit",
                                   params={"flag": str(flag)}, timeout=30)
-            while not blocking.exists() and time.monotonic() < deadline:
-                time.sleep(0.01)  # bounded wait for the app to report it is blocking
+            while not (blocking.exists() and blocking.read_text()) and time.monotonic() < deadline:
+                time.sleep(0.01)  # bounded wait for the app to write which worker blocks
             stuck = next(w for w in workers if str(w.interpreter_id) == blocking.read_text())
             alive = next(w for w in workers if w is not stuck)
             # Held open, so each new one goes to the worker with fewer: some to the stuck

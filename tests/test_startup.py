@@ -170,7 +170,7 @@ def test_requests_a_dying_worker_never_took_go_to_another_worker(watt_runtime, t
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         blocked = pool.submit(httpx.get, rt.url + "/block-then-exit",
                               params={"flag": str(flag)}, timeout=30)
-        while not blocking.exists() and time.monotonic() < deadline:
+        while not (blocking.exists() and blocking.read_text()) and time.monotonic() < deadline:
             time.sleep(0.01)  # bounded wait for the app to report it is blocking
         stuck = next(w for w in workers if str(w.interpreter_id) == blocking.read_text())
         alive = next(w for w in workers if w is not stuck)
