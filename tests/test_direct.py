@@ -106,7 +106,9 @@ def test_answers_made_in_the_worker(rt):
         status, headers, body = _ask(sock, buffer, b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status.startswith(b"HTTP/1.1 500")
         assert json.loads(body)["code"] == "WATT_APP_UNHANDLED_ERROR"
-        assert headers[b"connection"] == b"close"
+        assert b"connection" not in headers  # the request was read whole: it goes on
+        status, _, _ = _ask(sock, buffer, b"GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status == b"HTTP/1.1 200 OK"
     with _connect(rt) as sock:  # streamed (chunked), then HEAD on the same connection
         buffer = bytearray()
         _, headers, body = _ask(sock, buffer, b"GET /chunks?n=2 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -141,11 +143,13 @@ def test_request_timeout_in_the_worker():
 @pytest.mark.parametrize(("extra", "reason"), [
     ({"server": {"direct": False}}, "server.direct is false"),
     ({"limits": {"maxConcurrency": 4}}, "limits.maxConcurrency"),
-    ({"server": {"cors": {"origin": "https://a.test"}}}, "an edge stage"),
+    ({"server": {"rateLimit": {"max": 5}}}, "an edge stage"),
+    ({"server": {"cors": {"origin": "https://a.test"}},
+      "applications": [app_config("a", cors={"origin": "https://b.test"})]}, "per application"),
     ({"httpCache": {"applications": ["a"]}}, "cached"),
 ])
 def test_what_keeps_requests_forwarded(tmp_path, extra, reason):
-    raw = {"applications": [app_config("a")], **extra}
+    raw = {"applications": [app_config("a")]} | extra
     config = load_config(raw, env={})
     refusal = direct_refusal(config, "watt", make_edge(config))
     assert refusal is not None and reason in refusal
@@ -239,3 +243,46 @@ def test_a_request_that_arrives_a_byte_at_a_time(rt):
         _, headers, body = _read_response(sock, buffer)
         assert json.loads(body)["method"] == "GET" and headers[b"connection"] == b"close"
         assert sock.recv(1) == b""  # and closed, as asked
+
+
+def test_cors_and_security_headers_answer_the_same_in_the_worker():
+    """The header-only edge stages run in the worker (same classes, same settings), so
+    these configurations keep direct mode; the answers match the forwarded ones."""
+    requests = [
+        b"OPTIONS /whoami HTTP/1.1\r\nHost: x\r\nOrigin: https://a.test\r\n"
+        b"Access-Control-Request-Method: POST\r\n\r\n",
+        b"OPTIONS /whoami HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.test\r\n"
+        b"Access-Control-Request-Method: POST\r\n\r\n",
+        b"GET /whoami HTTP/1.1\r\nHost: x\r\nOrigin: https://a.test\r\n\r\n",
+        b"GET /whoami HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.test\r\n\r\n",
+        b"GET /boom HTTP/1.1\r\nHost: x\r\nOrigin: https://a.test\r\n\r\n",
+    ]
+    seen = {}
+    for direct in (True, False):
+        config = {"applications": [app_config("a")],
+                  "server": {"direct": direct, "securityHeaders": True,
+                             "cors": {"origin": "https://a.test", "maxAge": 600}}}
+        with RuntimeHandle(config, engine="watt") as handle:
+            assert (handle.runtime._engine.direct is not None) is direct
+            answers = []
+            for request in requests:
+                with _connect(handle) as sock:
+                    status, headers, body = _ask(sock, bytearray(), request)
+                headers.pop(b"date")
+                if b"problem" in headers.get(b"content-type", b""):
+                    body = json.loads(body)["code"].encode()
+                elif status.startswith(b"HTTP/1.1 200"):
+                    body = b"app"  # the worker's pid and interpreter differ, so its length
+                    headers.pop(b"content-length")
+                answers.append((status, sorted(headers.items()), body))
+            seen[direct] = answers
+    assert seen[True] == seen[False]
+    preflight, refused, allowed, other, failed = seen[True]
+    assert preflight[0].startswith(b"HTTP/1.1 204")
+    assert (b"access-control-max-age", b"600") in preflight[1]
+    assert refused[0].startswith(b"HTTP/1.1 403") and refused[2] == b"WATT_CORS_FORBIDDEN"
+    assert (b"access-control-allow-origin", b"https://a.test") in allowed[1]
+    assert (b"x-content-type-options", b"nosniff") in allowed[1]
+    assert not any(name.startswith(b"access-control-") for name, _ in other[1])
+    assert failed[0].startswith(b"HTTP/1.1 500")
+    assert (b"access-control-allow-origin", b"https://a.test") in failed[1]

@@ -68,8 +68,9 @@ class ServerConfig(EdgeServerConfig):
     direct: Annotated[bool, _doc(
         "watt engine: the entrypoint application's subinterpreter workers serve the "
         "connections the main interpreter accepts, with no hop per request; Watt falls back "
-        "to forwarding (and logs why) when TLS, an edge stage, limits.maxConcurrency or "
-        "httpCache for the entrypoint needs the main interpreter per request.")] = True
+        "to forwarding (and logs why) when TLS, rate limiting, auth, validation, "
+        "per-application CORS, limits.maxConcurrency or httpCache for the entrypoint needs "
+        "the main interpreter per request.")] = True
 
 
 class ApplicationConfig(_Section):

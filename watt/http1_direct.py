@@ -36,15 +36,51 @@ def direct_refusal(config, engine_name: str, edge) -> str | None:
         return f"server.engine is {engine_name!r} (direct serving is the watt engine's)"
     if server.tls is not None:
         return "server.tls terminates TLS in the main interpreter"
-    if edge is not None and edge.pipeline is not None:
-        return "an edge stage (auth, CORS, rate limit, validation, headers) runs in the main " \
-               "interpreter"
+    if edge is not None and edge.pipeline is not None and any(
+            not isinstance(stage, _worker_stage_classes()) for stage in edge.pipeline.stages):
+        return "an edge stage that needs the main interpreter (rate limit, auth, validation) " \
+               "is on"
+    if edge is not None and edge.pipeline is not None and worker_stages(config) is None:
+        return "applications[].cors sets a CORS policy per application"
     if config.limits.max_concurrency:
         return "limits.maxConcurrency counts requests across workers in the main interpreter"
     cache = config.config.http_cache
     if cache is not None and (cache.entrypoint or config.entrypoint in (cache.applications or ())):
         return "the entrypoint's answers are cached (httpCache) in the main interpreter"
     return None
+
+
+def _worker_stage_classes() -> tuple:
+    """Stages whose work is per request and holds no state: a worker can run them."""
+    from .edge.cors import Cors
+    from .edge.security import SecurityHeaders
+
+    return (SecurityHeaders, Cors)
+
+
+def worker_stages(config) -> dict | None:
+    """The edge stages an entrypoint worker runs itself, as plain settings (the worker
+    builds the same stage classes from them): ``server.securityHeaders`` and a
+    ``server.cors`` that no application overrides. None: a per-application CORS
+    policy (chosen by the gateway's routes) keeps requests forwarded."""
+    server = config.server
+    if any(app.cors is not None for app in config.applications):
+        return None
+    out: dict = {}
+    headers = server.security_headers
+    if headers is not False:
+        if headers is True:
+            from .config_edge import SecurityHeadersConfig
+
+            headers = SecurityHeadersConfig()
+        out["security-headers"] = _plain(headers)
+    if server.cors is not None:
+        out["cors"] = _plain(server.cors)
+    return out
+
+
+def _plain(section) -> dict:
+    return {name: getattr(section, name) for name in section.__struct_fields__}
 
 
 def direct_spec(config) -> dict:
@@ -61,6 +97,7 @@ def direct_spec(config) -> dict:
                    "keep_alive_timeout": limits.keep_alive_timeout},
         "user_header": server.user_header,
         "trusted": list(server.trusted_proxies or ()),
+        "stages": worker_stages(config) or {},
     }
 
 

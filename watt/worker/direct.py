@@ -42,6 +42,27 @@ _TARGET = re.compile(rb"/[\x21-\x7e]*\Z")
 _DISCONNECT = {"type": "http.disconnect"}
 
 
+def _pipeline(stages: dict):
+    """The edge stages this worker runs itself (http1_direct.worker_stages): the same
+    classes the main interpreter uses, built from the same settings; None when off."""
+    if not stages:
+        return None
+    from types import SimpleNamespace
+
+    from watt.edge import Pipeline
+
+    built = []
+    if "security-headers" in stages:
+        from watt.edge.security import SecurityHeaders
+
+        built.append(SecurityHeaders(SimpleNamespace(**stages["security-headers"])))
+    if "cors" in stages:
+        from watt.edge.cors import Cors, _Policy
+
+        built.append(Cors(_Policy(SimpleNamespace(**stages["cors"])), {}))
+    return Pipeline(built)
+
+
 class _Handoff(Exception):
     """This request is not for the fast path: the main engine takes the connection."""
 
@@ -60,6 +81,7 @@ class DirectServer:
         self.header_timeout = limits["header_timeout"] / 1000
         self.keep_alive_timeout = limits["keep_alive_timeout"] / 1000
         self.edge = Edge(settings["user_header"], settings["trusted"])
+        self.pipeline = _pipeline(settings.get("stages") or {})
         self.connections: set[DirectProtocol] = set()
         self.closing = False  # drain: every answer says connection: close
         self.stopping = False  # stop: idle connections are closed too
@@ -133,7 +155,7 @@ class DirectServer:
                 conn.hand_off(True)
             elif not exchange.started and not exchange.gone:
                 exchange.gone = True
-                exchange.fail("WATT_WORKER_DIED")
+                exchange.fail("WATT_WORKER_DIED", close=True)
             else:
                 conn.abort()  # mid-answer: a truncated body must not pass for a whole one
 
@@ -335,6 +357,8 @@ class DirectProtocol(Connection, asyncio.Protocol):
         self.busy = True
         self.idle_since = None
         exchange = self.exchange = _Exchange(self, scope, body, keep_alive)
+        if direct.pipeline is not None and exchange.edge_check(direct.pipeline):
+            return True  # answered at the edge (a preflight, a refused origin)
         if server.max_concurrency is not None and len(server.tasks) >= server.max_concurrency:
             exchange.fail("WATT_OVERLOADED")
             return True
@@ -389,8 +413,8 @@ class DirectProtocol(Connection, asyncio.Protocol):
 class _Exchange:
     """One request and its answer on a direct connection."""
 
-    __slots__ = ("body", "chunked", "conn", "deadline", "done", "gone", "head", "keep_alive",
-                 "scope", "started", "status", "status_pending", "waiter")
+    __slots__ = ("body", "chunked", "conn", "deadline", "done", "edge", "gone", "head",
+                 "keep_alive", "scope", "started", "status", "status_pending", "waiter")
 
     def __init__(self, conn: DirectProtocol, scope: dict, body: bytes, keep_alive: bool) -> None:
         self.conn = conn
@@ -405,6 +429,7 @@ class _Exchange:
         self.done = False  # the response is complete (or abandoned)
         self.gone = False  # the client left, or a timeout answered for the app
         self.waiter: asyncio.Future | None = None
+        self.edge = None  # the EdgeRequest, when this worker runs edge stages
         timeout = conn.direct.request_timeout
         self.deadline = time.monotonic() + timeout if timeout else None
 
@@ -457,9 +482,34 @@ class _Exchange:
         elif conn.write_paused:
             await conn.drained()
 
+    def edge_check(self, pipeline) -> bool:
+        """The stages' ``check`` (they answer at once: no stage that waits runs here);
+        True when they answered the request themselves."""
+        scope = self.scope
+        self.edge = req = pipeline.request(scope["method"], scope["path"],
+                                           scope["query_string"], scope["headers"],
+                                           scope["client"], scope["scheme"])
+        try:
+            reply = pipeline.check(req)
+        except Exception as exc:  # noqa: BLE001 - a stage's bug is a 500, never a hang
+            self.conn.direct.server._report(exc)
+            reply = pipeline.failed(req)
+        scope["headers"] = req.headers
+        if reply is None:
+            return False
+        status, headers, body = reply
+        self.status = status
+        self.edge = None  # the reply's headers have been through the stages already
+        self.conn.transport.write(self._head(headers, body, False) + self._framed(body, False))
+        self.done = True
+        self.conn.exchange_done(self.keep_alive)
+        return True
+
     def _head(self, headers, body: bytes, more: bool) -> bytes:
         self.started = True
         conn = self.conn
+        if self.edge is not None:
+            headers = conn.direct.pipeline.on_response(self.edge, self.status, list(headers))
         parts, self.chunked, keep_alive, self.head = response_head(
             b"1.1", self.status, headers, body, more, self.head,
             self.keep_alive and not conn.direct.closing, conn.direct.clock())
@@ -472,14 +522,17 @@ class _Exchange:
     def _framed(self, body: bytes, more: bool) -> bytes:
         return b"" if self.head else framed(bytes(body), more, self.chunked)
 
-    def fail(self, code: str) -> None:
-        """An answer made here instead of the application's (it failed or is too slow)."""
+    def fail(self, code: str, close: bool = False) -> None:
+        """An answer made here instead of the application's (it failed, is too slow, or
+        its worker ends: ``close``).  The request was read whole, so the connection
+        can go on, as the main engine's does."""
         status, headers, body = p.error_response(code)
         self.status = status
-        self.keep_alive = False
+        if close:
+            self.keep_alive = False
         self.conn.transport.write(self._head(headers, body, False) + body)
         self.done = True
-        self.conn.exchange_done(False)
+        self.conn.exchange_done(self.keep_alive)
 
     def check_deadline(self, now: float) -> None:
         if self.deadline is not None and not self.started and not self.gone and now > self.deadline:
