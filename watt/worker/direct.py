@@ -451,6 +451,8 @@ class _Exchange:
         self._wake()
 
     async def send(self, message: dict) -> None:
+        if self.gone:
+            return  # the client left, or a timeout answered for the app: drop, as uvicorn does
         kind = message["type"]
         if kind == "http.response.start":
             if self.status_pending is not None or self.started:
@@ -466,10 +468,6 @@ class _Exchange:
             raise RuntimeError("http.response.body sent after the response ended")
         body = message.get("body", b"")
         more = bool(message.get("more_body", False))
-        if self.gone:
-            if not more:
-                self.done = True
-            return  # the client went away: drop, as uvicorn does
         conn = self.conn
         if not self.started:
             headers, self.status_pending = self.status_pending, None
