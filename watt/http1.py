@@ -16,7 +16,7 @@ the bytes are handed to the kernel).
 The same limits as the other engines: ``maxBodySize`` (413), ``requestTimeout``
 (504), ``maxConcurrency`` (503), ``headerTimeout`` (slow heads are cut),
 ``keepAliveTimeout``, ``maxHeaderSize`` (431); deadlines are checked by one
-sweep per ``SWEEP`` seconds, not one timer per request.  WebSocket upgrades go
+sweep per ``http1_head.SWEEP`` seconds, not one timer per request.  WebSocket upgrades go
 through wsproto (sans-IO) into the ASGI forwarder.  HTTP/2 is not spoken here:
 ``server.engine: granian`` serves it.
 """
@@ -24,7 +24,6 @@ through wsproto (sans-IO) into the ASGI forwarder.  HTTP/2 is not spoken here:
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import time
 from urllib.parse import unquote
 
@@ -32,22 +31,7 @@ import httptools
 
 from .entrypoint import bind_socket, format_url
 from .http1_exchange import Exchange
-from .http1_head import Connection, status_line
-
-
-class _Clock:
-    """The Date header, formatted once a second."""
-
-    def __init__(self) -> None:
-        self.header = b""
-        self.tick()
-
-    def tick(self) -> None:
-        self.header = b"date: " + email.utils.formatdate(usegmt=True).encode() + b"\r\n"
-
-
-#: Seconds a new connection has to send its first request once shutdown began.
-FRESH_GRACE = 1.0
+from .http1_head import FRESH_GRACE, Connection, DateClock, status_line, sweep
 
 
 class H1Engine:
@@ -55,7 +39,6 @@ class H1Engine:
 
     name = "watt"
     scheme = "http"  # "https" with server.tls (HTTP/1.1 only: ALPN offers http/1.1)
-    SWEEP = 0.1  # seconds between two checks of the deadlines
 
     def __init__(self, app, host: str, port: int, graceful_timeout: float = 10.0) -> None:
         self.app = app  # the Forwarder: router, app_id, limits
@@ -63,7 +46,7 @@ class H1Engine:
         self.port = port
         self.graceful_timeout = graceful_timeout
         self.connections: set[H1Protocol] = set()
-        self.clock = _Clock()
+        self.clock = DateClock()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task | None = None
         self.closing = False
@@ -97,19 +80,8 @@ class H1Engine:
             self._server = await loop.create_server(lambda: H1Protocol(self), sock=sock,
                                                     backlog=1024,
                                                     ssl=None if tls is None else context(tls))
-        self._sweeper = loop.create_task(self._sweep())
+        self._sweeper = loop.create_task(sweep(self.connections, self.clock))
         return format_url(self.host, self.port, self.scheme)
-
-    async def _sweep(self) -> None:
-        last_second = int(time.monotonic())
-        while True:
-            await asyncio.sleep(self.SWEEP)
-            now = time.monotonic()
-            if int(now) != last_second:
-                last_second = int(now)
-                self.clock.tick()
-            for conn in list(self.connections):
-                conn.check_deadlines(now)
 
     def retire(self) -> None:
         """The drain before :meth:`stop` (``deploy.drainDelay``): still accept, but end

@@ -202,20 +202,19 @@ class DirectAccept:
 
     def on_frame(self, worker, frame: tuple) -> None:
         """CONN_CLOSED and HANDOFF from a worker."""
-        kind = frame[0]
-        if kind == p.CONN_CLOSED:
-            left = self.handed.get(worker, 0) - frame[2]
-            if left > 0:
-                self.handed[worker] = left
-            else:
-                self.handed.pop(worker, None)
-        elif kind == p.HANDOFF:
-            left = self.handed.get(worker, 0) - 1
-            if left > 0:
-                self.handed[worker] = left
-            else:
-                self.handed.pop(worker, None)
+        if frame[0] == p.CONN_CLOSED:
+            self._forget(worker, frame[2])
+        elif frame[0] == p.HANDOFF:
+            self._forget(worker, 1)
             self._take_back(frame[2], frame[3], frame[4])
+
+    def _forget(self, worker, n: int) -> None:
+        """``n`` of ``worker``'s connections are no longer its own."""
+        left = self.handed.get(worker, 0) - n
+        if left > 0:
+            self.handed[worker] = left
+        else:
+            self.handed.pop(worker, None)
 
     def retire(self, mode: int) -> None:
         """Tell every worker with connections: 0 drain, 1 stop, 2 abort (CONN_RETIRE)."""

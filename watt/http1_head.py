@@ -7,9 +7,17 @@ Standard library only: it is imported inside subinterpreters, where httptools
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
 import http
+import time
 
 _REASONS = {s.value: s.phrase.encode() for s in http.HTTPStatus}
+#: Seconds a new connection has to send its first request once shutdown began.
+FRESH_GRACE = 1.0
+#: Seconds between two checks of the connections' deadlines (one sweep, not one
+#: timer per request).
+SWEEP = 0.1
 NO_BODY_STATUS = frozenset({204, 304})
 
 
@@ -63,6 +71,33 @@ def framed(body: bytes, more: bool, chunked: bool) -> bytes:
         return body
     chunk = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
     return chunk if more else chunk + b"0\r\n\r\n"
+
+
+class DateClock:
+    """The Date header line, formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self.header = b""
+        self.tick()
+
+    def tick(self) -> None:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self.header = (b"date: " + email.utils.formatdate(now, usegmt=True).encode()
+                           + b"\r\n")
+
+
+async def sweep(connections, clock: DateClock) -> None:
+    """Every :data:`SWEEP` seconds, for ever: the Date header, then each connection's
+    ``check_deadlines`` (the engine's and a direct worker's sweeper task)."""
+    while True:
+        await asyncio.sleep(SWEEP)
+        clock.tick()
+        now = time.monotonic()
+        for conn in list(connections):
+            conn.check_deadlines(now)
 
 
 class Connection:

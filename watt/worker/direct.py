@@ -23,7 +23,6 @@ the scope the forwarded path gives it (same headers from
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import os
 import re
 import socket
@@ -32,12 +31,10 @@ from urllib.parse import unquote
 
 from watt.channel import protocol as p
 from watt.edge.proxy import Edge
-from watt.http1_head import Connection, framed, response_head
+from watt.http1_head import FRESH_GRACE, Connection, DateClock, framed, response_head, sweep
 
 #: Largest request body read here; larger ones stream through the main engine.
 BODY_LIMIT = 256 * 1024
-#: Seconds a new connection has to send its first request once shutdown began.
-FRESH_GRACE = 1.0
 _TARGET = re.compile(rb"/[\x21-\x7e]*\Z")
 _DISCONNECT = {"type": "http.disconnect"}
 
@@ -88,8 +85,7 @@ class DirectServer:
         self.releasing = False  # this worker stops: its connections go back to the main side
         self.final = False  # the runtime stops: connections end here, none goes back
         self.halted = False  # the application ended the worker: no later loop turn
-        self.date = b""
-        self._second = -1
+        self.clock = DateClock()
         self._sweeper: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -112,8 +108,9 @@ class DirectServer:
         task = loop.create_task(loop.connect_accepted_socket(
             lambda: DirectProtocol(self, data), sock))
         task.add_done_callback(lambda done: self._connected(done, sock))
+        self.clock.tick()  # the sweep may not have run for a long while
         if self._sweeper is None:
-            self._sweeper = loop.create_task(self._sweep())
+            self._sweeper = loop.create_task(sweep(self.connections, self.clock))
 
     def _connected(self, task: asyncio.Task, sock: socket.socket) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -158,20 +155,6 @@ class DirectServer:
                 exchange.fail("WATT_WORKER_DIED", close=True)
             else:
                 conn.abort()  # mid-answer: a truncated body must not pass for a whole one
-
-    def clock(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self.date = b"date: " + email.utils.formatdate(now, usegmt=True).encode() + b"\r\n"
-        return self.date
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(0.1)
-            now = time.monotonic()
-            for conn in list(self.connections):
-                conn.check_deadlines(now)
 
 
 class DirectProtocol(Connection, asyncio.Protocol):
@@ -510,7 +493,7 @@ class _Exchange:
             headers = conn.direct.pipeline.on_response(self.edge, self.status, list(headers))
         parts, self.chunked, keep_alive, self.head = response_head(
             b"1.1", self.status, headers, body, more, self.head,
-            self.keep_alive and not conn.direct.closing, conn.direct.clock())
+            self.keep_alive and not conn.direct.closing, conn.direct.clock.header)
         if not keep_alive:
             parts.append(b"connection: close\r\n")
         self.keep_alive = keep_alive
